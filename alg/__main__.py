@@ -1,0 +1,5 @@
+import sys
+
+from alg.cli import main
+
+sys.exit(main())

@@ -1,0 +1,129 @@
+"""Header names and the comma-separated values some headers carry.
+
+RFC 3261 7.3.3 compact forms expand to their full names so that the rest of
+the core asks for b"via" and gets `v:` lines too.
+"""
+
+COMPACT = {
+    b"a": b"accept-contact", b"b": b"referred-by", b"c": b"content-type",
+    b"d": b"request-disposition", b"e": b"content-encoding", b"f": b"from",
+    b"i": b"call-id", b"j": b"reject-contact", b"k": b"supported",
+    b"l": b"content-length", b"m": b"contact", b"n": b"identity-info",
+    b"o": b"event", b"r": b"refer-to", b"s": b"subject", b"t": b"to",
+    b"u": b"allow-events", b"v": b"via", b"x": b"session-expires", b"y": b"identity",
+}
+
+# Headers whose value may be a comma-separated list (RFC 3261 7.3.1).
+# The others (From, To, Call-ID, CSeq, ...) are taken whole.
+LIST_HEADERS = (b"via", b"contact", b"route", b"record-route", b"path")
+
+WS = b" \t\r\n"
+
+
+def header_key(name):
+    """Canonical lower-case full name for a header name as written."""
+    key = name.lower()
+    if len(key) == 1:
+        return COMPACT.get(key, key)
+    return key
+
+
+def strip_span(buf, start, end):
+    """Shrink [start, end) past linear white space (folding included)."""
+    while start < end and buf[start] in WS:
+        start += 1
+    while end > start and buf[end - 1] in WS:
+        end -= 1
+    return start, end
+
+
+def split_values(buf, start=0, end=None):
+    """Spans of the comma-separated elements of a header value.
+
+    Commas inside "quoted strings" (with backslash escapes) and <angle
+    brackets> don't split: display names and URIs may hold both.
+    """
+    if end is None:
+        end = len(buf)
+    spans = []
+    i = start
+    begin = start
+    quoted = False
+    angle = False
+    while i < end:
+        c = buf[i]
+        if quoted:
+            if c == 92:          # backslash: skip the escaped octet
+                i += 1
+            elif c == 34:
+                quoted = False
+        elif c == 34:
+            quoted = True
+        elif c == 60:
+            angle = True
+        elif c == 62:
+            angle = False
+        elif c == 44 and not angle:
+            s, e = strip_span(buf, begin, i)
+            if e > s:
+                spans.append((s, e))
+            begin = i + 1
+        i += 1
+    s, e = strip_span(buf, begin, end)
+    if e > s:
+        spans.append((s, e))
+    return spans
+
+
+def param_span(buf, start, end, name):
+    """Span of the value of ;name=value (or (pos, pos) for a bare ;name) in buf[start:end].
+
+    Parameters are looked for outside quotes and angle brackets only, so a
+    URI parameter inside <...> is not taken for a header parameter.
+    Returns None when the parameter is absent.
+    """
+    i = start
+    quoted = False
+    angle = False
+    lname = name.lower()
+    while i < end:
+        c = buf[i]
+        if quoted:
+            if c == 92:
+                i += 1
+            elif c == 34:
+                quoted = False
+        elif c == 34:
+            quoted = True
+        elif c == 60:
+            angle = True
+        elif c == 62:
+            angle = False
+        elif c == 59 and not angle:        # ';'
+            j = i + 1
+            while j < end and buf[j] in WS:
+                j += 1
+            k = j
+            while k < end and buf[k] not in b"=; \t\r\n,":
+                k += 1
+            if buf[j:k].lower() == lname:
+                m = k
+                while m < end and buf[m] in WS:
+                    m += 1
+                if m < end and buf[m] == 61:   # '='
+                    m += 1
+                    while m < end and buf[m] in WS:
+                        m += 1
+                    v = m
+                    if v < end and buf[v] == 34:
+                        v += 1
+                        while v < end and buf[v] != 34:
+                            v += 1
+                        return (m, min(v + 1, end))
+                    while v < end and buf[v] not in b"; \t\r\n,":
+                        v += 1
+                    return (m, v)
+                return (k, k)
+            i = k - 1
+        i += 1
+    return None

@@ -1,0 +1,91 @@
+"""URIs in name-addr headers: Contact, Route, Record-Route, Path, From, To.
+
+One function walks each value of such a header, finds the sip:/sips: URI's
+host:port and asks a mapper whether it names an address to translate.
+Display names, user parts, URI and header parameters are left as they are.
+"""
+
+from .headers import split_values, param_span, LIST_HEADERS
+from .uri import uri_span, uri_hostport, host_ip, port_of, hostport_edits, splice
+
+
+def default_port(buf, start):
+    """5061 for sips:, 5060 otherwise (RFC 3261 19.1.2)."""
+    while buf[start:start + 1] in (b" ", b"\t"):
+        start += 1
+    return 5061 if buf[start:start + 5].lower() == b"sips:" else 5060
+
+
+def elements(header):
+    """Spans of the values of a header (a list header splits on commas)."""
+    if header.key in LIST_HEADERS:
+        return split_values(header.raw, header.vstart, header.vend)
+    return [(header.vstart, header.vend)]
+
+
+def map_uri_span(buf, start, end, mapper):
+    """Edits for the URI in buf[start:end] when mapper maps its (ip, port); else []."""
+    hp = uri_hostport(buf, start, end)
+    if hp is None:
+        return []
+    ip = host_ip(buf, hp[0], hp[1])
+    if ip is None:
+        return []
+    dport = default_port(buf, start)
+    port = port_of(buf, hp[2], hp[3])
+    new = mapper(ip, dport if port is None else port)
+    if new is None:
+        return []
+    return hostport_edits(buf, hp, new[0], new[1], dport)
+
+
+def map_header_uris(header, mapper):
+    """Rewrite every URI in header whose host:port mapper translates; returns how many."""
+    raw = header.raw
+    edits = []
+    count = 0
+    for s, e in elements(header):
+        if raw[s:e] == b"*":          # Contact: * (remove all bindings)
+            continue
+        us = uri_span(raw, s, e)
+        if us is None:
+            continue
+        ed = map_uri_span(raw, us[0], us[1], mapper)
+        if ed:
+            count += 1
+            edits.extend(ed)
+    if edits:
+        new = splice(raw, edits)
+        header.vend += len(new) - len(raw)
+        header.raw = new
+    return count
+
+
+def contacts(header):
+    """(ip, port, expires) for each Contact value; ip None for hostnames, expires None if absent."""
+    raw = header.raw
+    out = []
+    for s, e in elements(header):
+        if raw[s:e] == b"*":
+            out.append(("*", None, _expires(raw, s, e)))
+            continue
+        us = uri_span(raw, s, e)
+        if us is None:
+            continue
+        hp = uri_hostport(raw, us[0], us[1])
+        if hp is None:
+            continue
+        port = port_of(raw, hp[2], hp[3])
+        if port is None:
+            port = default_port(raw, us[0])
+        out.append((host_ip(raw, hp[0], hp[1]), port, _expires(raw, s, e)))
+    return out
+
+
+def _expires(raw, s, e):
+    # The header parameter sits after the closing '>' (param_span skips <...>).
+    span = param_span(raw, s, e, b"expires")
+    if span is None:
+        return None
+    v = raw[span[0]:span[1]]
+    return int(v) if v.isdigit() else None

@@ -1,0 +1,86 @@
+"""Registrations keep the signalling binding open for their whole lifetime."""
+from alg.core.engine import Engine, OUT, IN
+from alg.core.config import Config
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, register, response
+
+
+def engine():
+    return Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], rtp_ports=(6000, 6999),
+                         sip_idle=180, registration_margin=30))
+
+
+def _ok(expires_param=None, expires_header=None, cseq=1, branch="z9hG4bKreg1", contact=True):
+    via = "SIP/2.0/UDP 203.0.113.1:5060;branch=%s;rport=5060;received=203.0.113.1" % branch
+    c = None
+    if contact:
+        c = "<sip:alice@203.0.113.1:5060>"
+        if expires_param is not None:
+            c += ";expires=%d" % expires_param
+    extra = "Expires: %d\n" % expires_header if expires_header is not None else ""
+    return response(200, "OK", via, "reg1@10.0.0.2", cseq, "REGISTER", contact=c, extra=extra)
+
+
+def test_registration_holds_binding_past_idle():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(expires=3600), 0.0)
+    r = e.handle(IN, SERVER, WAN, _ok(expires_param=1800), 0.1)
+    assert b"Contact: <sip:alice@10.0.0.2:5060>;expires=1800\r\n" in r.payload
+    b = e.lookup_lan(PHONE)
+    assert b.expires == 0.1 + 1800 + 30
+    assert [a.kind for a in r.actions] == ["refresh-binding"]
+    assert e.expire(1000.0) == [] and e.lookup_lan(PHONE) is not None
+    acts = e.expire(1831.0)
+    assert [a.kind for a in acts] == ["close-binding"]
+    assert e.lookup_lan(PHONE) is None and e.lookup_wan(5060) is None
+
+
+def test_expires_header_used_when_no_param():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(expires=600), 0.0)
+    e.handle(IN, SERVER, WAN, _ok(expires_header=300), 0.1)
+    assert e.lookup_lan(PHONE).expires == 0.1 + 300 + 30
+
+
+def test_unregister_falls_back_to_idle():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(expires=3600), 0.0)
+    e.handle(IN, SERVER, WAN, _ok(expires_param=3600), 0.1)
+    e.handle(OUT, PHONE, SERVER, register(expires=0, cseq=2, branch="z9hG4bKreg2"), 100.0)
+    r = e.handle(IN, SERVER, WAN, _ok(cseq=2, branch="z9hG4bKreg2", contact=False, expires_header=0), 100.1)
+    assert e.lookup_lan(PHONE).expires == 100.1 + 180
+    assert "refresh-binding" in [a.kind for a in r.actions]
+    assert not e.regs
+
+
+def test_failed_register_changes_nothing():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(), 0.0)
+    before = e.lookup_lan(PHONE).expires
+    via = "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKreg1;rport=5060;received=203.0.113.1"
+    e.handle(IN, SERVER, WAN, response(401, "Unauthorized", via, "reg1@10.0.0.2", 1, "REGISTER"), 0.1)
+    assert e.lookup_lan(PHONE).expires == before and not e.regs
+
+
+def test_refresh_extends():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(), 0.0)
+    e.handle(IN, SERVER, WAN, _ok(expires_param=600), 0.1)
+    e.handle(OUT, PHONE, SERVER, register(cseq=2, branch="z9hG4bKreg2"), 500.0)
+    e.handle(IN, SERVER, WAN, _ok(expires_param=600, cseq=2, branch="z9hG4bKreg2"), 500.1)
+    assert e.lookup_lan(PHONE).expires == 500.1 + 630
+    assert e.expire(700.0) == []
+
+
+def test_max_expires_caps():
+    e = Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], max_expires=7200, registration_margin=30))
+    e.handle(OUT, PHONE, SERVER, register(expires=86400), 0.0)
+    e.handle(IN, SERVER, WAN, _ok(expires_param=86400), 0.0)
+    assert e.lookup_lan(PHONE).expires == 7230
+
+
+def test_idle_binding_expires_without_registration():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(), 0.0)
+    assert e.next_deadline() is not None
+    acts = e.expire(181.0)
+    assert "close-binding" in [a.kind for a in acts]
