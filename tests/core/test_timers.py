@@ -1,0 +1,58 @@
+from alg.core.timers import Timers
+
+
+def test_order_and_due():
+    t = Timers()
+    t.schedule("c", 3.0)
+    t.schedule("a", 1.0)
+    t.schedule("b", 2.0)
+    assert t.next_deadline() == 1.0
+    assert t.due(2.5) == ["a", "b"]
+    assert len(t) == 1 and t.deadline("c") == 3.0
+    assert t.due(2.9) == []
+    assert t.due(3.0) == ["c"]
+    assert t.next_deadline() is None
+
+
+def test_reschedule_and_cancel():
+    t = Timers()
+    t.schedule(("b", 1), 5.0)
+    t.schedule(("b", 1), 10.0)
+    t.schedule(("b", 2), 7.0)
+    t.cancel(("b", 2))
+    assert t.next_deadline() == 10.0
+    assert t.due(9.0) == []
+    assert t.due(10.0) == [("b", 1)]
+    t.schedule("x", 4.0)
+    t.schedule("x", 1.0)          # earlier reschedule too
+    assert t.due(1.0) == ["x"] and t.due(100.0) == []
+
+
+def test_many_against_model():
+    t = Timers()
+    model = {}
+    seed = 12345
+    for i in range(10000):
+        seed = (seed * 1103515245 + 12345) & 0x7FFFFFFF
+        key = seed % 500
+        op = (seed >> 8) % 10
+        when = float((seed >> 4) % 1000)
+        if op < 7:
+            t.schedule(key, when)
+            model[key] = when
+        elif op < 9:
+            t.cancel(key)
+            model.pop(key, None)
+        else:
+            now = float((seed >> 3) % 1000)
+            got = t.due(now)
+            want = sorted([k for k in model if model[k] <= now], key=lambda k: model[k])
+            assert sorted(got) == sorted(want)
+            whens = [model[k] for k in got]
+            assert whens == sorted(whens)
+            for k in want:
+                del model[k]
+        assert len(t) == len(model)
+    assert len(t._heap) <= 2 * len(t._live) + 65
+    nd = t.next_deadline()
+    assert nd == (min(model.values()) if model else None)
