@@ -402,10 +402,10 @@ class Engine:
                     return    # a re-INVITE for a call we never saw: leave it be
                 call = Call(call_id, lan_ip, from_lan, cseq)
                 self.calls[key] = call
-                self._call_deadline(call, now + self.config.early_media_timeout)
+                self._call_deadline(call, now + self.config.early_media_timeout, ctx)
             elif method == b"INVITE" or method == b"UPDATE":
                 if call is not None and call.state == CONFIRMED:
-                    self._call_deadline(call, now + self.config.call_timeout)
+                    self._call_deadline(call, now + self.config.call_timeout, ctx)
         else:
             if call is None:
                 return
@@ -421,7 +421,7 @@ class Engine:
                     call.tags.append(tag)
                 if call.state == EARLY:
                     call.state = CONFIRMED
-                self._call_deadline(call, now + self.config.call_timeout)
+                self._call_deadline(call, now + self.config.call_timeout, ctx)
         if call is None:
             return
         body_span = _sdp_span(msg)
@@ -521,9 +521,15 @@ class Engine:
             for b in (leg.rtp, leg.rtcp):
                 self._release_owner(b.lan, call.owner(), now, actions)
 
-    def _call_deadline(self, call, deadline):
+    def _call_deadline(self, call, deadline, ctx):
+        """Move the call's expiry, and its media bindings' with it."""
         call.deadline = deadline
         self.timers.schedule(("c", call.key()), deadline)
+        for i in call.legs:
+            leg = call.legs[i]
+            for b in (leg.rtp, leg.rtcp):
+                if self.table.lookup_lan(b.lan) is b:
+                    self._hold(b, call.owner(), deadline, ctx, False)
 
     # ------------------------------------------------------------- bindings
 
@@ -553,10 +559,11 @@ class Engine:
             if not owners:
                 self._close(b, actions)
             return
-        # A signalling binding outlives its registrations by the idle time,
-        # as MASQUERADE would have kept it.
-        if not owners or max(owners.values()) < now:
-            owners["idle"] = now + self.config.sip_idle
+        # A signalling binding outlives its registrations by the idle time
+        # since its last packet, as MASQUERADE would have kept it.
+        if not owners or max(owners.values()) <= now:
+            self._close(b, actions)
+            return
         until = max(owners.values())
         if until != b.expires:
             b.expires = until
