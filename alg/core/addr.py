@@ -16,11 +16,8 @@ def _v4_int(b):
         return None
     n = 0
     for p in parts:
-        if not p or len(p) > 3:
+        if not p or len(p) > 3 or not p.isdigit():
             return None
-        for c in p:
-            if c not in _DIGITS:
-                return None
         v = int(p)
         if v > 255:
             return None
@@ -97,15 +94,27 @@ def parse_ip(b):
     return None
 
 
+_cache = {}
+
+
 def norm_ip(b):
     """Normalised text of an IP literal (bytes or str), or None for hostnames and junk."""
+    try:
+        return _cache[b]
+    except KeyError:
+        pass
     p = parse_ip(b)
     if p is None:
-        return None
-    if p[0] == 4:
+        text = None
+    elif p[0] == 4:
         n = p[1]
-        return "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
-    return _v6_text(p[1])
+        text = "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
+    else:
+        text = _v6_text(p[1])
+    if len(_cache) >= 512:      # a handful of addresses repeat; junk must not grow it
+        _cache.clear()
+    _cache[b] = text
+    return text
 
 
 def is_ipv6(text):

@@ -227,8 +227,13 @@ class Engine:
                         self.timers.schedule(("t", branch), ctx.now + self.config.transaction_timeout)
                     ctx.notes.append("Via %s -> %s" % (before.decode(), via.sent_by_bytes().decode()))
         n = 0
+        # IPv4 text is canonical, so a header without the sender's address
+        # text can't name it: skip parsing it (IPv6 has many spellings).
+        needle = lan_ip.encode() if ":" not in lan_ip else b""
         for h in msg.headers:
             k = h.key
+            if needle not in h.raw:
+                continue
             if k == b"contact":
                 n += map_header_uris(h, contact_mapper)
             elif k == b"record-route" or k == b"route" or k == b"path" or k == b"from" or k == b"to":

@@ -45,6 +45,18 @@ def split_values(buf, start=0, end=None):
     """
     if end is None:
         end = len(buf)
+    if buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0:
+        # nothing can hide a comma: split directly
+        spans = []
+        pos = start
+        while True:
+            c = buf.find(b",", pos, end)
+            s, e = strip_span(buf, pos, end if c < 0 else c)
+            if e > s:
+                spans.append((s, e))
+            if c < 0:
+                return spans
+            pos = c + 1
     spans = []
     i = start
     begin = start
