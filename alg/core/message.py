@@ -6,7 +6,7 @@ line, and the body.  Rewriting replaces one header's value or the body;
 everything else is emitted as it came in.
 """
 
-from .headers import header_key
+from .headers import COMPACT
 
 
 class MalformedMessage(ValueError):
@@ -19,21 +19,17 @@ class Header:
     __slots__ = ("name", "key", "raw", "vstart", "vend")
 
     def __init__(self, raw, colon):
+        # raw always ends in LF here (the parser and builders make sure of it)
         self.raw = raw
-        name = raw[:colon]
         # "Via : x" is legal: white space may sit before the colon.
-        end = len(name)
-        while end and name[end - 1] in b" \t":
-            end -= 1
-        self.name = name[:end]
-        self.key = header_key(self.name)
+        name = raw[:colon].rstrip(b" \t")
+        self.name = name
+        key = name.lower()
+        if len(key) == 1:
+            key = COMPACT.get(key, key)
+        self.key = key
         self.vstart = colon + 1
-        end = len(raw)
-        if raw[end - 1:end] == b"\n":
-            end -= 1
-            if raw[end - 1:end] == b"\r":
-                end -= 1
-        self.vend = end
+        self.vend = len(raw) - (2 if raw[-2:] == b"\r\n" else 1)
 
     @property
     def value(self):
@@ -50,7 +46,7 @@ class Header:
 
 class Message:
     __slots__ = ("start_line", "headers", "blank", "body", "is_request",
-                 "method", "uri", "version", "status", "_uri_span")
+                 "method", "uri", "version", "status", "_uri_span", "_first")
 
     def to_bytes(self):
         parts = [self.start_line]
@@ -61,10 +57,7 @@ class Message:
         return b"".join(parts)
 
     def get(self, key):
-        for h in self.headers:
-            if h.key == key:
-                return h
-        return None
+        return self._first.get(key)
 
     def get_all(self, key):
         return [h for h in self.headers if h.key == key]
@@ -131,41 +124,54 @@ def parse_message(data):
     """
     if not isinstance(data, bytes):
         data = bytes(data)
-    n = len(data)
     nl = data.find(b"\n")
     if nl < 0:
         raise MalformedMessage("no line end")
     msg = Message()
     msg.start_line = data[:nl + 1]
     _parse_start_line(msg, msg.start_line)
-    headers = []
+    # The header block ends at the first empty line (CRLF or bare LF).
     pos = nl + 1
-    cur_start = -1
-    cur_colon = 0
-    while True:
-        if pos >= n:
+    if data[pos:pos + 2] == b"\r\n" or data[pos:pos + 1] == b"\n":
+        end = pos
+    else:
+        a = data.find(b"\n\r\n", pos)
+        b = data.find(b"\n\n", pos)
+        if a < 0 and b < 0:
             raise MalformedMessage("no empty line after headers")
-        nl = data.find(b"\n", pos)
-        if nl < 0:
-            raise MalformedMessage("no empty line after headers")
-        first = data[pos]
-        if first == 13 and nl == pos + 1 or first == 10:
-            break
-        if first == 32 or first == 9:         # folded continuation of the header above
-            if cur_start < 0:
+        end = (a if b < 0 or (0 <= a < b) else b) + 1
+    headers = []
+    lines = data[pos:end].split(b"\n")
+    lines.pop()                                 # after the last line end
+    cur = None
+    for line in lines:
+        first = line[:1]
+        if first == b" " or first == b"\t":  # folded continuation of the header above
+            if cur is None:
                 raise MalformedMessage("continuation line before any header")
-        else:
-            if cur_start >= 0:
-                headers.append(Header(data[cur_start:pos], cur_colon))
-            colon = data.find(b":", pos, nl)
-            if colon <= pos:
-                raise MalformedMessage("header line without a name")
-            cur_start = pos
-            cur_colon = colon - pos
-        pos = nl + 1
-    if cur_start >= 0:
-        headers.append(Header(data[cur_start:pos], cur_colon))
+            cur.append(line)
+            continue
+        colon = line.find(b":")
+        if colon <= 0:
+            raise MalformedMessage("header line without a name")
+        if cur is not None:
+            headers.append(_header(cur))
+        cur = [line, colon]
+    if cur is not None:
+        headers.append(_header(cur))
     msg.headers = headers
-    msg.blank = data[pos:nl + 1]
-    msg.body = data[nl + 1:]
+    first = {}
+    for h in reversed(headers):
+        first[h.key] = h
+    msg._first = first
+    blank_end = data.find(b"\n", end) + 1
+    msg.blank = data[end:blank_end]
+    msg.body = data[blank_end:]
     return msg
+
+
+def _header(parts):
+    """A Header from its line(s): [first line, colon offset, continuation lines...]."""
+    if len(parts) == 2:
+        return Header(parts[0] + b"\n", parts[1])
+    return Header(b"\n".join([parts[0]] + parts[2:]) + b"\n", parts[1])

@@ -188,15 +188,18 @@ def rewrite_sdp(body, old_addr, new_addr, port_map):
     Hold (c= 0.0.0.0) and port 0 never match; a=candidate lines are never
     looked at.  Returns body itself when nothing changed.
     """
-    parts = []
+    lines = body.split(b"\n")
     changed = False
-    for start, end, full in _lines(body):
-        line = body[start:end]
-        new = _rewrite_line(line, old_addr, new_addr, port_map) if line[:2] in (b"c=", b"o=", b"m=", b"a=") else line
-        if new is not line and new != line:
-            changed = True
-        parts.append(new)
-        parts.append(body[end:full])
+    for i in range(len(lines)):
+        line = lines[i]
+        k = line[:2]
+        if k == b"c=" or k == b"o=" or k == b"m=" or line[:7] == b"a=rtcp:":
+            cr = line[-1:] == b"\r"
+            text = line[:-1] if cr else line
+            new = _rewrite_line(text, old_addr, new_addr, port_map)
+            if new != text:
+                lines[i] = new + b"\r" if cr else new
+                changed = True
     if not changed:
         return body
-    return b"".join(parts)
+    return b"\n".join(lines)
