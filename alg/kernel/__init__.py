@@ -1,0 +1,1 @@
+"""The kernel side of the daemon: the ALG's own nftables table and the queue hook."""
