@@ -48,7 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--state-dir", default=None, help="where status is written (default %s)" % DEFAULT_STATE_DIR)
     p.add_argument("--queue-num", type=int, default=None, help="NFQUEUE number (default 0)")
     p.add_argument("--sip-port", type=int, action="append", help="UDP port carrying SIP (repeatable; default 5060)")
-    p.add_argument("--rtp-ports", help="media port range LO-HI (default 10000-20000)")
+    p.add_argument("--rtp-ports", help="media port range LO-HI (default 1024-65535)")
     p.add_argument("--lan-net", action="append", help="LAN prefix (repeatable; default: the LAN interface's)")
     p.add_argument("--answer-keepalives", choices=("off", "crlf", "options"), help="see README (default crlf)")
     p.add_argument("--table", default="sipalg", help="nftables table name (default sipalg)")
@@ -73,7 +73,7 @@ class Settings:
         self.state_dir = args.state_dir or opt("state_dir", DEFAULT_STATE_DIR)
         self.queue_num = args.queue_num if args.queue_num is not None else int(opt("queue_num", "0"))
         self.sip_ports = args.sip_port or [int(p) for p in lst("sip_port")] or [5060]
-        self.rtp_ports = _range(args.rtp_ports or opt("rtp_ports", "10000-20000"))
+        self.rtp_ports = _range(args.rtp_ports or opt("rtp_ports", "1024-65535"))
         self.lan_nets = args.lan_net or lst("lan_net")
         self.answer_keepalives = args.answer_keepalives or opt("answer_keepalives", "crlf")
         self.log_level = args.log_level or opt("log_level", "info")
@@ -189,9 +189,9 @@ class Daemon:
         log.info("stopped; table %s and queue rules removed", self.s.table)
 
     def run(self) -> None:
-        self.start()
         last_tick = 0.0
         try:
+            self.start()
             while not self.stop:
                 now = self.clock()
                 deadline = self.engine.next_deadline()

@@ -34,8 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="a LAN prefix behind the router (repeatable), e.g. 10.0.0.0/24")
     p.add_argument("--sip-port", action="append", type=int, metavar="P",
                    help="UDP port carrying SIP (repeatable; default 5060)")
-    p.add_argument("--rtp-ports", default="10000-20000", metavar="LO-HI",
-                   help="RTP range media bindings may use (default 10000-20000)")
+    p.add_argument("--rtp-ports", default="1024-65535", metavar="LO-HI",
+                   help="RTP range media bindings may use (default 1024-65535)")
 
 
 def parse_range(text: str) -> tuple:

@@ -34,7 +34,7 @@ class Binding:
 
 
 class BindingTable:
-    def __init__(self, wan_ip, rtp_ports=(10000, 20000), sip_ports=(5060,)):
+    def __init__(self, wan_ip, rtp_ports=(1024, 65535), sip_ports=(5060,)):
         self.wan_ip = wan_ip
         self.rtp_lo = rtp_ports[0]
         self.rtp_hi = rtp_ports[1]
@@ -55,7 +55,8 @@ class BindingTable:
         return self._by_wan.get(wan_port)
 
     def in_rtp_range(self, port):
-        return self.rtp_lo <= port <= self.rtp_hi
+        """Media may use this port: inside the range and not a SIP port."""
+        return self.rtp_lo <= port <= self.rtp_hi and port not in self.sip_ports
 
     def bind_signalling(self, lan, now, expires):
         """(binding, created) for a LAN ip:port; ValueError when no WAN port is free."""
@@ -75,9 +76,10 @@ class BindingTable:
             port += 1
             if port > 65535:
                 port = 1024
-            if self.rtp_lo <= port <= self.rtp_hi:
-                port = self.rtp_hi       # jump over the media range
-                continue
+            if self.rtp_lo <= port <= self.rtp_hi and port not in self.sip_ports:
+                if self.rtp_hi < 65535:
+                    port = self.rtp_hi   # jump over the media range
+                    continue
             if port not in self._by_wan:
                 return port
         return None
@@ -124,7 +126,7 @@ class BindingTable:
 
     def _pair_free(self, p):
         return (p not in self._by_wan and p + 1 not in self._by_wan
-                and self.rtp_lo <= p and p + 1 <= self.rtp_hi)
+                and self.in_rtp_range(p) and self.in_rtp_range(p + 1))
 
     def _free_pair(self, want):
         if self._pair_free(want):
@@ -144,7 +146,7 @@ class BindingTable:
     def _free_single(self, want):
         p = want
         for _ in range(self.rtp_hi - self.rtp_lo + 2):
-            if self.rtp_lo <= p <= self.rtp_hi and p not in self._by_wan:
+            if self.in_rtp_range(p) and p not in self._by_wan:
                 return p
             p += 1
             if p > self.rtp_hi:

@@ -10,12 +10,15 @@ class Config:
     lan_nets:      CIDR strings; a packet from inside them is outbound.
     sip_ports:     UDP ports that carry SIP (what the shell queues).
     rtp_ports:     (lo, hi) inclusive range media bindings may use, on both
-                   sides: a LAN SDP naming a port outside it opens nothing.
+                   sides: a LAN SDP naming a port outside it (or a SIP port)
+                   opens nothing.  Phones' own ranges differ widely (Polycom
+                   2222, Grandstream 5004, linphone 7078, Yealink 11780...),
+                   so the default is every unprivileged port.
     answer_keepalives: "off" | "crlf" | "options" (see README).
     """
 
     def __init__(self, wan_ip=None, lan_nets=("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"),
-                 sip_ports=(5060,), rtp_ports=(10000, 20000), answer_keepalives="crlf",
+                 sip_ports=(5060,), rtp_ports=(1024, 65535), answer_keepalives="crlf",
                  sip_idle=180, registration_margin=30, early_media_timeout=180,
                  call_timeout=7200, transaction_timeout=64, max_expires=7200):
         self.wan_ip = wan_ip
@@ -53,7 +56,3 @@ class Config:
         for p in self.sip_ports:
             if not (1 <= int(p) <= 65535):
                 raise ValueError("sip port %r is out of range" % (p,))
-        if lo <= min(self.sip_ports) <= hi or lo <= max(self.sip_ports) <= hi:
-            for p in self.sip_ports:
-                if lo <= p <= hi:
-                    raise ValueError("sip port %d lies inside rtp_ports %d-%d" % (p, lo, hi))

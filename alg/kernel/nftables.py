@@ -150,17 +150,21 @@ class NftTable:
             self._iptables_queue(add=False)
 
     def _iptables_queue(self, add: bool) -> None:
+        """The fallback hook: iptables NFQUEUE (mangle, priority -150) for what our chains marked."""
         for chain in ("PREROUTING", "FORWARD"):
-            rule = ["-t", "mangle", "%s" % chain, "-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
-                    "--queue-num", str(self.queue_num), "--queue-bypass"]
-            exists = subprocess.run([self.iptables, "-C"] + rule[:2] + rule[2:], stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.DEVNULL).returncode == 0
-            if add and not exists:
-                subprocess.run([self.iptables, "-I"] + rule, check=True)
-            while not add and exists:
-                subprocess.run([self.iptables, "-D"] + rule, check=False)
-                exists = subprocess.run([self.iptables, "-C"] + rule, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL).returncode == 0
+            match = ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
+                     "--queue-num", str(self.queue_num), "--queue-bypass"]
+
+            def ipt(op: str) -> int:
+                return subprocess.run([self.iptables, "-t", "mangle", op, chain] + match,
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+            if add:
+                if ipt("-C") != 0 and ipt("-I") != 0:
+                    raise NftError("iptables NFQUEUE rule could not be added in mangle %s" % chain)
+            else:
+                while ipt("-C") == 0:
+                    if ipt("-D") != 0:
+                        break
 
     # -- elements
 

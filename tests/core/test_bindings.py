@@ -25,10 +25,22 @@ def test_signalling_collision_is_deterministic():
 
 
 def test_signalling_skips_rtp_range_and_wraps():
-    t = BindingTable(WAN, rtp_ports=(5061, 65535))
+    t = BindingTable(WAN, rtp_ports=(5061, 65000))
     t.bind_signalling(("10.0.0.2", 5060), 0.0, 1.0)
     b, _ = t.bind_signalling(("10.0.0.3", 5060), 0.0, 1.0)
-    assert b.wan[1] == 1024
+    assert b.wan[1] == 65001
+    t = BindingTable(WAN, rtp_ports=(30000, 65535))
+    t.bind_signalling(("10.0.0.2", 29999), 0.0, 1.0)
+    b, _ = t.bind_signalling(("10.0.0.3", 29999), 0.0, 1.0)
+    assert b.wan[1] == 30000      # the range reaches the top: nothing to jump to
+
+
+def test_media_never_on_sip_port():
+    t = BindingTable(WAN, rtp_ports=(1024, 65535), sip_ports=(5060,))
+    assert t.bind_media("10.0.0.2", 5060, 5061, 0.0, 1.0) is None
+    t.bind_media("10.0.0.2", 5058, 5059, 0.0, 1.0)
+    rtp, rtcp, _ = t.bind_media("10.0.0.3", 5058, 5059, 0.0, 1.0)
+    assert (rtp.wan[1], rtcp.wan[1]) == (5062, 5063)
 
 
 def test_media_pair_preserved_then_next_pair():
