@@ -278,7 +278,10 @@ class Daemon:
             verdict(None, True)
 
     def _carry_out(self, actions, now: float) -> None:
-        self.nft_failures += self.table.apply(actions, now)
+        failed = self.table.apply(actions, now)
+        if failed:
+            self.nft_failures += failed
+            log.debug("nft: %d element operations failed, last: %s", failed, self.table.last_failure)
         for a in actions:
             if a.kind == A.SEND:
                 try:

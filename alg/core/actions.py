@@ -19,7 +19,8 @@ SEND = "send"                        # send a datagram (keep-alive answer, OPTIO
 class Action:
     """One thing for the shell to do.
 
-    binding: the Binding it concerns (OPEN/REFRESH/CLOSE/MOVE), else None.
+    binding: a snapshot of the Binding it concerns (OPEN/REFRESH/CLOSE/MOVE) as
+             it was when the action was made, so a batch replays in order.
     old:     for MOVE_PINHOLE, a copy of the binding as it was before.
     src, dst, payload: for SEND, (ip, port) tuples and bytes.
     """

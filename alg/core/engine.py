@@ -135,7 +135,7 @@ class Engine:
         actions = []
         for old, b in self.table.set_wan_ip(ip):
             kind = MOVE_PINHOLE if b.kind != "sip" else REFRESH_BINDING
-            actions.append(Action(kind, b, old=old))
+            actions.append(Action(kind, b.copy(), old=old))
         return actions
 
     def bindings(self):
@@ -485,7 +485,7 @@ class Engine:
                     elif r is not None and b.remote != r:
                         old = b.copy()
                         b.remote = r
-                        ctx.actions.append(Action(MOVE_PINHOLE, b, old=old))
+                        ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
                     self._hold(b, call.owner(), deadline, ctx, fresh)
             port_map[m.port] = leg.rtp.wan[1]
             port_map[leg.lan_rtcp] = leg.rtcp.wan[1]
@@ -510,7 +510,7 @@ class Engine:
                 if b.remote != r:
                     old = b.copy()
                     b.remote = r
-                    ctx.actions.append(Action(MOVE_PINHOLE, b, old=old))
+                    ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
                     ctx.notes.append("pinhole %d <- %s:%d" % (b.wan[1], r[0], r[1]))
 
     def _drop_leg(self, call, i, ctx):
@@ -546,10 +546,10 @@ class Engine:
         media = b.kind != "sip"
         if created:
             b.expires = until
-            ctx.actions.append(Action(OPEN_PINHOLE if media else OPEN_BINDING, b))
+            ctx.actions.append(Action(OPEN_PINHOLE if media else OPEN_BINDING, b.copy()))
         elif until > b.expires + _slack(until - ctx.now) or until < b.expires:
             b.expires = until
-            ctx.actions.append(Action(REFRESH_PINHOLE if media else REFRESH_BINDING, b))
+            ctx.actions.append(Action(REFRESH_PINHOLE if media else REFRESH_BINDING, b.copy()))
         else:
             return
         self.timers.schedule(("b", b.lan), b.expires)
@@ -572,7 +572,7 @@ class Engine:
         until = max(owners.values())
         if until != b.expires:
             b.expires = until
-            actions.append(Action(REFRESH_BINDING, b))
+            actions.append(Action(REFRESH_BINDING, b.copy()))
             self.timers.schedule(("b", b.lan), until)
 
     def _close(self, b, actions):

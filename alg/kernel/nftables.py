@@ -70,6 +70,7 @@ class NftTable:
         self.iptables = iptables
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
         self.transactions = 0
+        self.last_failure = ""
 
     # -- the table
 
@@ -151,8 +152,9 @@ class NftTable:
 
     def _iptables_queue(self, add: bool) -> None:
         """The fallback hook: iptables NFQUEUE (mangle, priority -150) for what our chains marked."""
-        for chain in ("PREROUTING", "FORWARD"):
-            match = ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
+        for chain, iface in (("PREROUTING", ["-i", self.wan_if]), ("FORWARD", ["-i", self.lan_if])):
+            # the mark outlives the hook: without -i an inbound packet would be queued twice
+            match = iface + ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
                      "--queue-num", str(self.queue_num), "--queue-bypass"]
 
             def ipt(op: str) -> int:
@@ -241,8 +243,10 @@ class NftTable:
         # survived a restart): do what can be done, line by line.
         failed = 0
         for line in script.splitlines(True):
-            if nft(line, self.binary, check=False).returncode != 0:
+            r = nft(line, self.binary, check=False)
+            if r.returncode != 0:
                 failed += 1
+                self.last_failure = "%s: %s" % (line.strip(), r.stderr.decode(errors="replace").strip()[:200])
         return failed
 
     def _run(self, script: str) -> None:
