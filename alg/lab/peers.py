@@ -1,0 +1,197 @@
+"""Processes in the lab: the ALG daemon, sipp, kamailio, RTP, packet captures.
+
+Each runs inside one namespace, logs into the run's directory, and is
+stopped by the Lab (which kills whatever is left in its namespaces).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from typing import Dict, List, Optional
+
+from alg.lab.netns import Lab, ROUTER_WAN, SERVER
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
+
+
+def _env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Alg:
+    """`sipalg run` in the router namespace."""
+
+    def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg"):
+        self.lab = lab
+        self.state_dir = os.path.join(logdir, "state")
+        self.log_path = os.path.join(logdir, "sipalg.log")
+        self.args = ["--wan-if", lab.wan_if, "--lan-if", lab.lan_if, "--state-dir", self.state_dir,
+                     "--log-level", "debug", "--table", table] + list(extra)
+        self.table = table
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, wait: float = 10.0) -> "Alg":
+        log = open(self.log_path, "a")
+        status = os.path.join(self.state_dir, "status.json")
+        if os.path.exists(status):
+            os.unlink(status)
+        self.proc = self.lab.popen(self.lab.rtr, sys.executable, "-m", "alg", "run", *self.args,
+                                   stdout=log, stderr=log, env=_env(), cwd=ROOT)
+        deadline = time.monotonic() + wait
+        while not os.path.exists(status):
+            if self.proc.poll() is not None:
+                raise RuntimeError("sipalg exited with %d:\n%s" % (self.proc.returncode, self.log()))
+            if time.monotonic() > deadline:
+                raise RuntimeError("sipalg did not start:\n" + self.log())
+            time.sleep(0.1)
+        return self
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def status(self) -> dict:
+        time.sleep(1.2)                                    # it writes once a second
+        with open(os.path.join(self.state_dir, "status.json")) as f:
+            return json.load(f)
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc is None:
+            return 0
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(10)
+        self.proc = None
+        return rc
+
+    def kernel_table(self) -> dict:
+        """Our table's maps and sets as {name: [elements]} (empty when it's gone)."""
+        r = self.lab.run(self.lab.rtr, "nft", "-j", "list", "table", "ip", self.table, check=False)
+        if r.returncode != 0:
+            return {}
+        out: Dict[str, list] = {}
+        for item in json.loads(r.stdout).get("nftables", []):
+            for kind in ("map", "set"):
+                if kind in item:
+                    out[item[kind]["name"]] = item[kind].get("elem", [])
+        return out
+
+
+class Sipp:
+    def __init__(self, lab: Lab, ns: str, scenario: str, local_ip: str, logdir: str, remote: Optional[str] = None,
+                 port: int = 5060, rtp: int = 6000, duration_ms: int = 2000, calls: int = 1,
+                 extra: Optional[List[str]] = None, name: str = "sipp"):
+        sf = scenario if os.path.isabs(scenario) else os.path.join(SCENARIOS, scenario)
+        self.args = ["sipp", "-sf", sf, "-i", local_ip, "-p", str(port), "-m", str(calls),
+                     "-key", "rtp", str(rtp), "-d", str(duration_ms), "-mp", str(16000 + port % 1000 * 2),
+                     "-timeout", "30s", "-timeout_error", "-nostdin", "-s", "bob"] + (extra or [])
+        if remote:
+            self.args.append(remote)
+        self.lab, self.ns = lab, ns
+        self.log_path = os.path.join(logdir, name + ".log")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self) -> "Sipp":
+        self.proc = self.lab.popen(self.ns, *self.args, stdout=subprocess.DEVNULL,
+                                   stderr=open(self.log_path, "w"), cwd=os.path.dirname(self.log_path))
+        return self
+
+    def wait(self, timeout: float = 40) -> int:
+        return self.proc.wait(timeout)
+
+
+class RtpEcho:
+    def __init__(self, lab: Lab, ns: str, ip: str, port: int, seconds: float):
+        self.proc = lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "echo", ip, str(port), str(seconds),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
+        self.proc.stderr.readline()                        # "ready"
+
+    def result(self, timeout: float = 30) -> dict:
+        out, _ = self.proc.communicate(timeout=timeout)
+        return json.loads(out)
+
+
+def rtp_send(lab: Lab, ns: str, src: tuple, dst: tuple, count: int, interval: float = 0.02) -> dict:
+    r = lab.run(ns, sys.executable, "-m", "alg.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
+                str(count), str(interval), timeout=count * interval + 30)
+    return json.loads(r.stdout)
+
+
+def rtp_send_bg(lab: Lab, ns: str, src: tuple, dst: tuple, count: int, interval: float = 0.02) -> subprocess.Popen:
+    return lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
+                     str(count), str(interval), stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
+
+
+class Capture:
+    """tcpdump on an interface of a namespace; packets() reads it back (dpkt)."""
+
+    def __init__(self, lab: Lab, ns: str, iface: str, path: str, bpf: str = "udp"):
+        self.path = path
+        self.proc = lab.popen(ns, "tcpdump", "-i", iface, "-U", "-n", "-w", path, bpf,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc.stderr.readline()                        # "listening on ..."
+
+    def packets(self):
+        """[(src, sport, dst, dport, payload)] of the UDP/IPv4 packets seen."""
+        time.sleep(0.3)
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(10)
+        import dpkt
+        from alg.packet import parse_udp
+        out = []
+        with open(self.path, "rb") as f:
+            for _, frame in dpkt.pcap.Reader(f):
+                d = parse_udp(bytes(frame)[14:])
+                if d is not None:
+                    out.append((d.src, d.sport, d.dst, d.dport, d.payload))
+        return out
+
+
+def send_udp(lab: Lab, ns: str, src: tuple, dst: tuple, payload: bytes) -> None:
+    code = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));"
+            "s.sendto(sys.stdin.buffer.read(),(%r,%d))" % (src[0], src[1], dst[0], dst[1]))
+    lab.run(ns, sys.executable, "-c", code, input=payload)
+
+
+def exchange_udp(lab: Lab, ns: str, local: tuple, remote: tuple, payload: bytes, timeout: float = 3.0):
+    """Send one datagram and wait for one answer on the same socket: ((ip, port), payload) or None."""
+    code = ("import socket,sys;s=socket.socket(2,2);s.bind((%r,%d));s.settimeout(%f);"
+            "s.sendto(sys.stdin.buffer.read(),(%r,%d))\ntry:\n d,a=s.recvfrom(65535)\n"
+            " sys.stdout.buffer.write(('%%s %%d\\n'%%a).encode()+d)\nexcept OSError: pass"
+            % (local[0], local[1], timeout, remote[0], remote[1]))
+    r = lab.run(ns, sys.executable, "-c", code, input=payload, timeout=timeout + 10)
+    if not r.stdout:
+        return None
+    head, _, data = r.stdout.partition(b"\n")
+    ip, port = head.decode().split()
+    return (ip, int(port)), data
+
+
+def recv_udp(lab: Lab, ns: str, local: tuple, timeout: float = 5.0) -> subprocess.Popen:
+    """Start a one-datagram receiver; .communicate() gives 'ip port\\n' + payload."""
+    code = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));s.settimeout(%f);"
+            "print('ready',file=sys.stderr,flush=True);d,a=s.recvfrom(65535);"
+            "sys.stdout.buffer.write(('%%s %%d\\n'%%a).encode()+d)" % (local[0], local[1], timeout))
+    p = lab.popen(ns, sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.stderr.readline()
+    return p
+
+
+def received(p: subprocess.Popen):
+    out, _ = p.communicate(timeout=15)
+    if not out:
+        return None
+    head, _, payload = out.partition(b"\n")
+    ip, port = head.decode().split()
+    return (ip, int(port)), payload
+
+
+__all__ = ["Alg", "Sipp", "RtpEcho", "Capture", "rtp_send", "rtp_send_bg", "send_udp", "recv_udp", "received",
+           "ROUTER_WAN", "SERVER"]
