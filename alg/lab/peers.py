@@ -195,3 +195,77 @@ def received(p: subprocess.Popen):
 
 __all__ = ["Alg", "Sipp", "RtpEcho", "Capture", "rtp_send", "rtp_send_bg", "send_udp", "recv_udp", "received",
            "ROUTER_WAN", "SERVER"]
+
+
+KAMAILIO_CFG = """#!KAMAILIO
+# Registrar and proxy for the lab: no NAT helpers at all, so what it sees is what the ALG made.
+debug=2
+log_stderror=yes
+fork=yes
+children=1
+auto_aliases=no
+listen=udp:{ip}:{port}
+mpath="{mpath}"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "usrloc.so"
+loadmodule "registrar.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+modparam("usrloc", "db_mode", 0)
+modparam("registrar", "max_expires", 3600)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    xlog("L_INFO", "$rm from $si:$sp ruri=$ru contact=$hdr(Contact)\\n");
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK") && t_check_trans()) {{ t_relay(); exit; }}
+        t_relay();
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    if (is_method("REGISTER")) {{ save("location"); exit; }}
+    if (is_method("INVITE")) {{ record_route(); }}
+    if (!lookup("location")) {{ sl_send_reply("404", "Not Found"); exit; }}
+    t_relay();
+}}
+"""
+
+
+class Kamailio:
+    """kamailio as registrar and proxy on the WAN server, in the foreground."""
+
+    def __init__(self, lab: Lab, logdir: str, ip: str = SERVER, port: int = 5060):
+        import glob
+        mods = glob.glob("/usr/lib/*/kamailio/modules") + glob.glob("/usr/lib/kamailio/modules")
+        self.dir = os.path.join(logdir, "kamailio")
+        os.makedirs(self.dir, exist_ok=True)
+        self.cfg = os.path.join(self.dir, "kamailio.cfg")
+        with open(self.cfg, "w") as f:
+            f.write(KAMAILIO_CFG.format(ip=ip, port=port, mpath=mods[0] if mods else "/usr/lib/kamailio/modules"))
+        self.lab = lab
+        self.log_path = os.path.join(self.dir, "kamailio.log")
+        self.proc: Optional[subprocess.Popen] = None
+
+    def start(self, wait: float = 10.0) -> "Kamailio":
+        self.proc = self.lab.popen(self.lab.wan, "kamailio", "-f", self.cfg, "-DD", "-E", "-P",
+                                   os.path.join(self.dir, "pid"), "-Y", self.dir,
+                                   stdout=subprocess.DEVNULL, stderr=open(self.log_path, "w"))
+        deadline = time.monotonic() + wait
+        while "INFO" not in self.log() or "ERROR" in self.log():
+            if self.proc.poll() is not None or "ERROR" in self.log():
+                raise RuntimeError("kamailio failed:\n" + self.log()[-2000:])
+            if time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+        return self
+
+    def log(self) -> str:
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
