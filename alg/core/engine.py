@@ -292,6 +292,8 @@ class Engine:
                 ans = self._answer_options(msg, src, dst, binding, ctx)
                 if ans is not None:
                     return ans
+            # a To built from the device's contact names our WAN mapping
+            self._map_back(msg, b"to", mapper, ctx)
         else:
             via = top_via(msg)
             if via is not None and via.host() == wan_ip:
@@ -304,6 +306,8 @@ class Engine:
                     vb = self.table.lookup_wan(via.port() or 5060)
                     if vb is not None and vb.lan[0] == lan_ip:
                         rewrite_sent_by(via, vb.lan[0], vb.lan[1])
+                # the device's own From, echoed in the response
+                self._map_back(msg, b"from", mapper, ctx)
                 after = via.sent_by_bytes()
                 if after != before:
                     ctx.notes.append("Via %s -> %s" % (before.decode(), after.decode()))
@@ -315,6 +319,11 @@ class Engine:
         if method in _SDP_METHODS or method == b"BYE" or method == b"CANCEL":
             self._dialog(msg, method, lan_ip, False, ctx)
         return None
+
+    def _map_back(self, msg, key, mapper, ctx):
+        h = msg.get(key)
+        if h is not None and self.wan_ip.encode() in h.raw and map_header_uris(h, mapper):
+            ctx.notes.append("%s -> LAN" % h.name.decode())
 
     # --------------------------------------------------------- registration
 

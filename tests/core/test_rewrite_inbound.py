@@ -130,3 +130,16 @@ def test_options_mode_not_registered_passes_to_phone():
     r = e.handle(IN, SERVER, WAN, _options(), 2.0)
     assert r.verdict == "accept" and r.dnat == PHONE
     assert r.payload.startswith(b"OPTIONS sip:alice@10.0.0.2:5060 SIP/2.0")
+
+
+def test_own_from_mapped_back_in_responses_only_when_via_is_ours():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, invite(), 1.0)
+    via = "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKinv1;rport=5060;received=203.0.113.1"
+    data = response(100, "Trying", via, "call1@10.0.0.2", 1, "INVITE").replace(
+        b"<sip:alice@10.0.0.2>", b"<sip:alice@203.0.113.1>")
+    r = e.handle(IN, SERVER, WAN, data, 1.1)
+    assert header_line(r.payload, b"From:") == b'From: "Alice, A" <sip:alice@10.0.0.2:5060>;tag=a1'
+    foreign = data.replace(b"UDP 203.0.113.1:5060;branch=z9hG4bKinv1", b"UDP 198.51.100.7:5060;branch=z9hG4bKx")
+    r = e.handle(IN, SERVER, WAN, foreign, 1.2)
+    assert r.payload is None
