@@ -139,7 +139,7 @@ def test_own_from_mapped_back_in_responses_only_when_via_is_ours():
     data = response(100, "Trying", via, "call1@10.0.0.2", 1, "INVITE").replace(
         b"<sip:alice@10.0.0.2>", b"<sip:alice@203.0.113.1>")
     r = e.handle(IN, SERVER, WAN, data, 1.1)
-    assert header_line(r.payload, b"From:") == b'From: "Alice, A" <sip:alice@10.0.0.2:5060>;tag=a1'
+    assert header_line(r.payload, b"From:") == b'From: "Alice, A" <sip:alice@10.0.0.2>;tag=a1'
     foreign = data.replace(b"UDP 203.0.113.1:5060;branch=z9hG4bKinv1", b"UDP 198.51.100.7:5060;branch=z9hG4bKx")
     r = e.handle(IN, SERVER, WAN, foreign, 1.2)
     assert r.payload is None
