@@ -25,7 +25,7 @@ from typing import List, Optional
 
 from alg.core import actions as A
 from alg.core.addr import Network, norm_ip
-from alg.core.config import Config
+from alg.core.config import Config, parse_port_range
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import uci
 from alg.packet import build_udp, parse_udp, with_payload
@@ -73,19 +73,11 @@ class Settings:
         self.state_dir = args.state_dir or opt("state_dir", DEFAULT_STATE_DIR)
         self.queue_num = args.queue_num if args.queue_num is not None else int(opt("queue_num", "0"))
         self.sip_ports = args.sip_port or [int(p) for p in lst("sip_port")] or [5060]
-        self.rtp_ports = _range(args.rtp_ports or opt("rtp_ports", "1024-65535"))
+        self.rtp_ports = parse_port_range(args.rtp_ports or opt("rtp_ports", "1024-65535"))
         self.lan_nets = args.lan_net or lst("lan_net")
         self.answer_keepalives = args.answer_keepalives or opt("answer_keepalives", "crlf")
         self.log_level = args.log_level or opt("log_level", "info")
         self.table = args.table
-
-
-def _range(text: str) -> tuple:
-    try:
-        lo, hi = text.split("-")
-        return int(lo), int(hi)
-    except ValueError:
-        raise ValueError("rtp_ports must look like LO-HI, not %r" % text) from None
 
 
 def iface_ipv4(ifname: str) -> Optional[str]:
@@ -153,7 +145,9 @@ class Daemon:
         self.reload = False
         self.started = time.time()
         self.nft_failures = 0
-        self.counters = {"sent": 0, "not_udp": 0}
+        # media_queued: datagrams on a media binding's port that reached us; the
+        # queue rules only take SIP, so this must stay 0 (tests check it)
+        self.counters = {"sent": 0, "not_udp": 0, "media_queued": 0}
         self.queue = None
 
     # -- life cycle
@@ -257,6 +251,9 @@ class Daemon:
         src = (norm_ip(d.src) or d.src, d.sport)
         dst = (norm_ip(d.dst) or d.dst, d.dport)
         direction = OUT if any(src[0] in n for n in self.lan_nets) else IN
+        b = self.engine.lookup_lan(src) if direction == OUT else self.engine.lookup_wan(dst[1])
+        if b is not None and b.kind != "sip":
+            self.counters["media_queued"] += 1
         res = self.engine.handle(direction, src, dst, d.payload, now)
         if res.actions:
             self._carry_out(res.actions, now)

@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from alg.core.addr import Network, norm_ip
-from alg.core.config import Config
+from alg.core.config import Config, parse_port_range
 from alg.core.engine import Engine, IN, OUT
 from alg.packet import parse_udp, with_addresses
 
@@ -36,14 +36,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="UDP port carrying SIP (repeatable; default 5060)")
     p.add_argument("--rtp-ports", default="1024-65535", metavar="LO-HI",
                    help="RTP range media bindings may use (default 1024-65535)")
-
-
-def parse_range(text: str) -> tuple:
-    try:
-        lo, hi = text.split("-")
-        return int(lo), int(hi)
-    except ValueError:
-        raise ValueError("--rtp-ports must look like LO-HI, not %r" % text) from None
 
 
 def _ip_offset(linktype: int, frame: bytes):
@@ -76,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         nets = [Network(n) for n in args.lan_net]
         config = Config(wan_ip=wan_ip, lan_nets=args.lan_net, sip_ports=args.sip_port or (5060,),
-                        rtp_ports=parse_range(args.rtp_ports))
+                        rtp_ports=parse_port_range(args.rtp_ports))
     except ValueError as e:
         print("replay: %s" % e, file=sys.stderr)
         return 2

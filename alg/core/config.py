@@ -3,6 +3,14 @@
 ANSWER_KEEPALIVES = ("off", "crlf", "options")
 
 
+def parse_port_range(text):
+    """'LO-HI' -> (lo, hi); ValueError naming the text otherwise."""
+    parts = text.split("-")
+    if len(parts) != 2 or not parts[0].strip().isdigit() or not parts[1].strip().isdigit():
+        raise ValueError("a port range must look like LO-HI, not %r" % (text,))
+    return int(parts[0]), int(parts[1])
+
+
 class Config:
     """Plain settings object (no dataclasses: MicroPython).
 

@@ -37,31 +37,13 @@ def strip_span(buf, start, end):
     return start, end
 
 
-def split_values(buf, start=0, end=None):
-    """Spans of the comma-separated elements of a header value.
-
-    Commas inside "quoted strings" (with backslash escapes) and <angle
-    brackets> don't split: display names and URIs may hold both.
+def find_outside(buf, start, end, target, angles=True):
+    """Index of the byte `target` in buf[start:end] outside "quoted strings"
+    (backslash escapes included) and, with angles, outside <...>; else -1.
     """
-    if end is None:
-        end = len(buf)
-    if buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0:
-        # nothing can hide a comma: split directly
-        spans = []
-        pos = start
-        while True:
-            c = buf.find(b",", pos, end)
-            s, e = strip_span(buf, pos, end if c < 0 else c)
-            if e > s:
-                spans.append((s, e))
-            if c < 0:
-                return spans
-            pos = c + 1
-    spans = []
-    i = start
-    begin = start
     quoted = False
     angle = False
+    i = start
     while i < end:
         c = buf[i]
         if quoted:
@@ -71,20 +53,36 @@ def split_values(buf, start=0, end=None):
                 quoted = False
         elif c == 34:
             quoted = True
-        elif c == 60:
+        elif c == target and not angle:
+            return i
+        elif angles and c == 60:
             angle = True
         elif c == 62:
             angle = False
-        elif c == 44 and not angle:
-            s, e = strip_span(buf, begin, i)
-            if e > s:
-                spans.append((s, e))
-            begin = i + 1
         i += 1
-    s, e = strip_span(buf, begin, end)
-    if e > s:
-        spans.append((s, e))
-    return spans
+    return -1
+
+
+def split_values(buf, start=0, end=None):
+    """Spans of the comma-separated elements of a header value.
+
+    Commas inside "quoted strings" (with backslash escapes) and <angle
+    brackets> don't split: display names and URIs may hold both.
+    """
+    if end is None:
+        end = len(buf)
+    fast = buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0
+    spans = []
+    pos = start
+    while True:
+        # nothing can hide a comma without quotes or brackets: plain find
+        c = buf.find(b",", pos, end) if fast else find_outside(buf, pos, end, 44)
+        s, e = strip_span(buf, pos, end if c < 0 else c)
+        if e > s:
+            spans.append((s, e))
+        if c < 0:
+            return spans
+        pos = c + 1
 
 
 def param_span(buf, start, end, name):
@@ -94,48 +92,34 @@ def param_span(buf, start, end, name):
     URI parameter inside <...> is not taken for a header parameter.
     Returns None when the parameter is absent.
     """
-    i = start
-    quoted = False
-    angle = False
     lname = name.lower()
-    while i < end:
-        c = buf[i]
-        if quoted:
-            if c == 92:
-                i += 1
-            elif c == 34:
-                quoted = False
-        elif c == 34:
-            quoted = True
-        elif c == 60:
-            angle = True
-        elif c == 62:
-            angle = False
-        elif c == 59 and not angle:        # ';'
-            j = i + 1
-            while j < end and buf[j] in WS:
-                j += 1
-            k = j
-            while k < end and buf[k] not in b"=; \t\r\n,":
-                k += 1
-            if buf[j:k].lower() == lname:
-                m = k
+    i = start
+    while True:
+        i = find_outside(buf, i, end, 59)
+        if i < 0:
+            return None
+        j = i + 1
+        while j < end and buf[j] in WS:
+            j += 1
+        k = j
+        while k < end and buf[k] not in b"=; \t\r\n,":
+            k += 1
+        if buf[j:k].lower() == lname:
+            m = k
+            while m < end and buf[m] in WS:
+                m += 1
+            if m < end and buf[m] == 61:   # '='
+                m += 1
                 while m < end and buf[m] in WS:
                     m += 1
-                if m < end and buf[m] == 61:   # '='
-                    m += 1
-                    while m < end and buf[m] in WS:
-                        m += 1
-                    v = m
-                    if v < end and buf[v] == 34:
+                v = m
+                if v < end and buf[v] == 34:
+                    v += 1
+                    while v < end and buf[v] != 34:
                         v += 1
-                        while v < end and buf[v] != 34:
-                            v += 1
-                        return (m, min(v + 1, end))
-                    while v < end and buf[v] not in b"; \t\r\n,":
-                        v += 1
-                    return (m, v)
-                return (k, k)
-            i = k - 1
-        i += 1
-    return None
+                    return (m, min(v + 1, end))
+                while v < end and buf[v] not in b"; \t\r\n,":
+                    v += 1
+                return (m, v)
+            return (k, k)
+        i = k

@@ -6,7 +6,7 @@ spacing) exactly as it was.
 """
 
 from .addr import norm_ip
-from .headers import WS
+from .headers import WS, find_outside
 
 _HOST_END = b":;?>, \t\r\n"
 
@@ -58,23 +58,12 @@ def sent_by_span(buf, start, end):
 
 def uri_span(buf, start, end):
     """Span of the URI inside a name-addr (<...>) or a bare addr-spec element."""
-    i = start
-    quoted = False
-    while i < end:
-        c = buf[i]
-        if quoted:
-            if c == 92:
-                i += 1
-            elif c == 34:
-                quoted = False
-        elif c == 34:
-            quoted = True
-        elif c == 60:
-            close = buf.find(b">", i + 1, end)
-            if close < 0:
-                return None
-            return i + 1, close
-        i += 1
+    lt = find_outside(buf, start, end, 60, angles=False)     # '<' outside a quoted display name
+    if lt >= 0:
+        close = buf.find(b">", lt + 1, end)
+        if close < 0:
+            return None
+        return lt + 1, close
     # addr-spec without brackets: header parameters start at the first ';'
     semi = buf.find(b";", start, end)
     return start, (semi if semi >= 0 else end)
@@ -92,11 +81,9 @@ def uri_hostport(buf, start, end):
         return None
     i = colon + 1
     # The user part may hold ';' '?' '/' ... but never an unescaped '@'.
-    limit = end
-    for stop in (b">",):
-        p = buf.find(stop, i, end)
-        if p >= 0:
-            limit = p
+    limit = buf.find(b">", i, end)
+    if limit < 0:
+        limit = end
     at = buf.rfind(b"@", i, limit)
     if at >= 0:
         i = at + 1
