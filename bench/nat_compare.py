@@ -7,8 +7,12 @@ it asserts nothing and needs root, sipp and kamailio (scripts/setup).
     sudo python3 bench/nat_compare.py [--quick]
 
 Scenarios:
-  outbound   phone calls the server; audio both ways; the server sees no private address
-  two-phones two phones on SIP 5060 / RTP 6000 call at once; both get audio both ways
+  outbound   phone calls the server; audio both ways; the server sees no private address,
+             and the SDP names the address and port the phone's RTP really comes from
+  two-phones two phones on SIP 5060 / RTP 6000 call at once; both get audio both ways, and
+             each SDP names the port its RTP comes from (a server that isn't symmetric needs it)
+  odd-sip    the server answers with a terse but parseable response (no From/To/CSeq);
+             it must reach the phone (helpers that drop what they can't parse lose it)
   incoming   phones register, conntrack UDP timeouts 5/5 s, 12 s of silence, then
              the server calls each; the right phone answers
 Measured:   SIP round trip through the router (OPTIONS -> 200, median / p99),
@@ -58,13 +62,26 @@ def outbound(lab, logdir):
     r = json.loads(s.communicate(timeout=30)[0])
     ok = uac.wait() == 0 and uas.wait() == 0
     seen = echo.result()
-    leaked = any(PHONES[0].encode() in re.sub(rb"Call-ID: [^\r]*", b"", p[4]) for p in wan.packets())
-    return ok and r["received"] == 50 and sum(seen.values()) == 50 and not leaked
+    packets = wan.packets()
+    leaked = any(PHONES[0].encode() in re.sub(rb"Call-ID: [^\r]*", b"", p[4]) for p in packets)
+    return ok and r["received"] == 50 and sum(seen.values()) == 50 and not leaked and _sdp_true(packets, seen)
+
+
+def _sdp_true(packets, seen):
+    """Every INVITE's c=/m= names a source the server really got RTP from."""
+    invites = [p[4] for p in packets if p[4].startswith(b"INVITE")]
+    for inv in invites:
+        c = re.search(rb"c=IN IP4 ([0-9.]+)", inv)
+        m = re.search(rb"m=audio (\d+)", inv)
+        if not c or not m or "%s:%s" % (c.group(1).decode(), m.group(1).decode()) not in seen:
+            return False
+    return bool(invites)
 
 
 def two_phones(lab, logdir):
     echo = RtpEcho(lab, lab.wan, SERVER, 20000, 8)
     uas = Sipp(lab, lab.wan, "uas.xml", SERVER, logdir, rtp=20000, calls=2, name="uas2").start()
+    wan = Capture(lab, lab.wan, "eth0", logdir + "/wan2.pcap")
     time.sleep(0.3)
     u1 = Sipp(lab, lab.ph1, "uac.xml", PHONES[0], logdir, remote="%s:5060" % SERVER, rtp=6000,
               duration_ms=3500, name="u1").start()
@@ -76,7 +93,8 @@ def two_phones(lab, logdir):
     r1, r2 = json.loads(s1.communicate(timeout=30)[0]), json.loads(s2.communicate(timeout=30)[0])
     ok = u1.wait() == 0 and u2.wait() == 0 and uas.wait() == 0
     seen = echo.result()
-    return ok and r1["received"] == 50 and r2["received"] == 50 and len(seen) == 2
+    return (ok and r1["received"] == 50 and r2["received"] == 50 and len(seen) == 2
+            and _sdp_true(wan.packets(), seen))
 
 
 def incoming(lab, logdir):
@@ -102,14 +120,36 @@ def incoming(lab, logdir):
     return ok
 
 
+def odd_sip(lab, logdir):
+    from alg.lab.peers import exchange_udp
+    resp = lab.popen(lab.wan, sys.executable, "-c", TERSE_RESPONDER)
+    time.sleep(0.3)
+    msg = (b"OPTIONS sip:x@203.0.113.10:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKodd\r\n"
+           b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:x@203.0.113.10>\r\nCall-ID: odd1\r\nCSeq: 1 OPTIONS\r\n"
+           b"Content-Length: 0\r\n\r\n")
+    got = exchange_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5090), msg)
+    resp.kill()
+    return got is not None and got[1].startswith(b"SIP/2.0 200")
+
+
+TERSE_RESPONDER = r"""
+import socket
+s = socket.socket(2, 2); s.bind(("203.0.113.10", 5090))
+while True:
+    d, a = s.recvfrom(4096)
+    via = [l for l in d.split(b"\r\n") if l.startswith(b"Via:")][0]
+    s.sendto(b"SIP/2.0 200 OK\r\n" + via + b"\r\nContent-Length: 0\r\n\r\n", a)
+"""
+
+
 RTT_CODE = r"""
 import socket, sys, time, json
-s = socket.socket(2, 2); s.bind(("10.0.0.2", 5064)); s.settimeout(1)
+s = socket.socket(2, 2); s.bind(("10.0.0.2", 5060)); s.settimeout(0.25)
 out = []
 for i in range(int(sys.argv[1])):
-    m = ("OPTIONS sip:x@203.0.113.10:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5064;branch=z9hG4bKrtt%d;rport\r\n"
+    m = ("OPTIONS sip:x@203.0.113.10:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKrtt%d;rport\r\n"
          "From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:x@203.0.113.10>\r\nCall-ID: rtt%d\r\nCSeq: 1 OPTIONS\r\n"
-         "Contact: <sip:a@10.0.0.2:5064>\r\nContent-Length: 0\r\n\r\n" % (i, i)).encode()
+         "Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n" % (i, i)).encode()
     t = time.perf_counter(); s.sendto(m, ("203.0.113.10", 5090))
     try:
         s.recvfrom(4096); out.append(time.perf_counter() - t)
@@ -123,8 +163,8 @@ import socket
 s = socket.socket(2, 2); s.bind(("203.0.113.10", 5090))
 while True:
     d, a = s.recvfrom(4096)
-    via = [l for l in d.split(b"\r\n") if l.startswith(b"Via:")][0]
-    s.sendto(b"SIP/2.0 200 OK\r\n" + via + b"\r\nContent-Length: 0\r\n\r\n", a)
+    keep = [l for l in d.split(b"\r\n") if l.split(b":")[0] in (b"Via", b"From", b"To", b"Call-ID", b"CSeq")]
+    s.sendto(b"SIP/2.0 200 OK\r\n" + b"\r\n".join(keep) + b"\r\nContent-Length: 0\r\n\r\n", a)
 """
 
 
@@ -146,7 +186,8 @@ def rss_kb(pid):
 
 def main():
     quick = "--quick" in sys.argv
-    scenarios = [("outbound", outbound), ("two-phones", two_phones)] + ([] if quick else [("incoming", incoming)])
+    scenarios = [("outbound", outbound), ("two-phones", two_phones), ("odd-sip", odd_sip)] + \
+        ([] if quick else [("incoming", incoming)])
     rows = {}
     for mode in MODES:
         res = {}
