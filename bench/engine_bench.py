@@ -103,11 +103,15 @@ def main(n=None):
     e = Engine(cfg)
 
     def out_invite(i):
-        r = e.handle(OUT, PHONE, SERVER, invites[i], 0.0)
+        # time moves on (1 ms a message) and timers run, as in the daemon's loop
+        now = i * 0.001
+        if i % 100 == 0:
+            e.expire(now)
+        r = e.handle(OUT, PHONE, SERVER, invites[i], now)
         assert r.payload is not None
         # end the call (as its BYE would) so the next INVITE starts a new one
         for call in list(e.calls.values()):
-            e._end_call(call, 0.0, [])
+            e._end_call(call, now, [])
     bench("INVITE+SDP out (rewrite)", n, out_invite)
 
     e = Engine(cfg)
@@ -126,7 +130,10 @@ def main(n=None):
     regs = [register(i) for i in range(n)]
 
     def out_register(i):
-        e.handle(OUT, PHONE, SERVER, regs[i], 0.0)
+        now = i * 0.001
+        if i % 100 == 0:
+            e.expire(now)
+        e.handle(OUT, PHONE, SERVER, regs[i], now)
     bench("REGISTER out (rewrite)", n, out_register)
 
 

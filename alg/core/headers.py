@@ -93,9 +93,10 @@ def param_span(buf, start, end, name):
     Returns None when the parameter is absent.
     """
     lname = name.lower()
+    fast = buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0
     i = start
     while True:
-        i = find_outside(buf, i, end, 59)
+        i = buf.find(b";", i, end) if fast else find_outside(buf, i, end, 59)
         if i < 0:
             return None
         j = i + 1

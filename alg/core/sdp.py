@@ -32,24 +32,6 @@ class SessionDescription:
         self.direction = b"sendrecv"
 
 
-def _lines(body):
-    """(start, end_of_text, end_with_line_end) for each line."""
-    out = []
-    pos = 0
-    n = len(body)
-    while pos < n:
-        nl = body.find(b"\n", pos)
-        if nl < 0:
-            out.append((pos, n, n))
-            break
-        end = nl
-        if end > pos and body[end - 1] == 13:
-            end -= 1
-        out.append((pos, end, nl + 1))
-        pos = nl + 1
-    return out
-
-
 def _conn_addr(line):
     """Address of 'c=IN IP4 addr[/ttl]' or None."""
     parts = line[2:].split()
@@ -67,8 +49,9 @@ def parse_sdp(body):
         raise ValueError("not SDP: body does not start with v=")
     s = SessionDescription()
     m = None
-    for start, end, _ in _lines(body):
-        line = body[start:end]
+    for line in body.split(b"\n"):
+        if line[-1:] == b"\r":
+            line = line[:-1]
         k = line[:2]
         if k == b"m=":
             m = MediaDescription()
