@@ -214,10 +214,11 @@ class Daemon:
 
     def _reload(self) -> None:
         try:
-            s = Settings(self.s.args) if hasattr(self.s, "args") else self.s
+            s = Settings(self.s.args)
         except (ValueError, OSError) as e:
             log.error("reload failed, keeping the old config: %s", e)
             return
+        s.args = self.s.args
         self.config.answer_keepalives = s.answer_keepalives
         setup_logging(s.log_level)
         self.s = s
@@ -228,9 +229,13 @@ class Daemon:
         if ip is None or ip == self.wan_ip:
             return
         log.info("WAN address %s -> %s: moving %d bindings", self.wan_ip, ip, len(self.engine.bindings()))
-        self.wan_ip = ip
+        old, self.wan_ip = self.wan_ip, ip
         self.engine.set_wan_ip(ip, now)
         self.table.set_wan_ip(ip, self.engine.bindings(), now)
+        if old:
+            # flows NATed to the old address would keep it: let them start afresh
+            subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-dst", old],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     # -- packets
 
