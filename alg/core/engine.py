@@ -255,9 +255,6 @@ class Engine:
             b, created = self.table.bind_signalling(lan, ctx.now, ctx.now + self.config.sip_idle)
         except ValueError:
             return None
-        if created:
-            self._owners[b.lan] = {}
-            b.expires = 0.0
         self._hold(b, "idle", ctx.now + self.config.sip_idle, ctx, created)
         return b
 
@@ -481,20 +478,16 @@ class Engine:
                     ctx.notes.append("m=%s %d not bound: outside the RTP range or no free port"
                                      % (m.media.decode(), m.port))
                     continue
-                rtp, rtcp, created = pair
-                leg = MediaLeg(m.port, rtcp_port, rtp, rtcp)
+                leg = MediaLeg(m.port, rtcp_port, pair[0], pair[1])
                 call.legs[i] = leg
                 remote = call.remote.get(i)
-                for b, r in ((rtp, remote[0] if remote else None), (rtcp, remote[1] if remote else None)):
+                for b, r in ((leg.rtp, remote[0] if remote else None), (leg.rtcp, remote[1] if remote else None)):
+                    # a binding nobody holds yet is new to the kernel: it opens already narrowed
                     fresh = b.lan not in self._owners
                     if fresh:
-                        self._owners[b.lan] = {}
                         b.remote = r
-                        b.expires = 0.0
-                    elif r is not None and b.remote != r:
-                        old = b.copy()
-                        b.remote = r
-                        ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
+                    elif r is not None:
+                        self._narrow(b, r, ctx)
                     self._hold(b, call.owner(), deadline, ctx, fresh)
             port_map[m.port] = leg.rtp.wan[1]
             port_map[leg.lan_rtcp] = leg.rtcp.wan[1]
@@ -515,12 +508,17 @@ class Engine:
             leg = call.legs.get(i)
             if leg is None:
                 continue
-            for b, r in ((leg.rtp, remote[i][0]), (leg.rtcp, remote[i][1])):
-                if b.remote != r:
-                    old = b.copy()
-                    b.remote = r
-                    ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
-                    ctx.notes.append("pinhole %d <- %s:%d" % (b.wan[1], r[0], r[1]))
+            self._narrow(leg.rtp, remote[i][0], ctx)
+            self._narrow(leg.rtcp, remote[i][1], ctx)
+
+    def _narrow(self, b, remote, ctx):
+        """Let only the far end's media through b (move the pinhole when it changed)."""
+        if b.remote == remote:
+            return
+        old = b.copy()
+        b.remote = remote
+        ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
+        ctx.notes.append("pinhole %d <- %s:%d" % (b.wan[1], remote[0], remote[1]))
 
     def _drop_leg(self, call, i, ctx):
         leg = call.legs.pop(i)

@@ -191,8 +191,6 @@ class NftTable:
             lines += self._gate_delete(old)
             lines.append(self._gate_add(b, to))
             return "".join(lines)
-        if kind == A.MOVE_PINHOLE:
-            kind = A.REFRESH_PINHOLE
         lines.append("add element ip %s lan2wan { %s . %d timeout %s : %d }\n" % (t, lan_ip, lan_port, to, wport))
         if b.kind == "sip":
             lines.append("add element ip %s sip2lan { %d timeout %s : %s . %d }\n" % (t, wport, to, lan_ip, lan_port))
