@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`; both install what they need first.
 PYTHON ?= python3
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench ipk
 setup:
 	sh scripts/setup
 
@@ -13,3 +13,7 @@ test: setup
 
 bench:
 	$(PYTHON) bench/engine_bench.py
+
+# OpenWrt packages (.ipk) in dist/, built from openwrt/*/Makefile without the SDK
+ipk:
+	$(PYTHON) scripts/mkipk

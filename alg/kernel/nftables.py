@@ -31,6 +31,10 @@ from alg.core.bindings import Binding
 
 MARK = 0x5A1A0001          # "queue me" for the iptables fallback
 LOCAL_MARK = 0x5A1A0002    # our own keep-alive answers: never NATed
+# OR'ed into the mark of a flow's first packet that our dstnat sends to a phone:
+# fw4's forward_wan (policy drop) accepts it through our include file, since an
+# accept in this table can't get past a drop in fw4's
+DNAT_MARK = 0x5A1A0000
 MARGIN = 5                 # seconds the kernel keeps an element past the engine's expiry
 
 
@@ -85,6 +89,7 @@ class NftTable:
         q = self._queue()
         ports = ", ".join(str(p) for p in self.sip_ports)
         wan = self.wan_ip or "0.0.0.0"
+        m = "meta mark set meta mark or 0x%08x" % DNAT_MARK
         return f"""table ip {t} {{
   set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
   map lan2wan {{ type ipv4_addr . inet_service : inet_service; flags timeout; }}
@@ -109,9 +114,9 @@ class NftTable:
   }}
   chain dstnat {{
     type nat hook prerouting priority dstnat - 5; policy accept;
-    iifname "{self.wan_if}" ip daddr {wan} meta l4proto udp dnat ip to udp dport map @sip2lan
-    iifname "{self.wan_if}" ip daddr {wan} udp dport . ip saddr @media_peer dnat ip to udp dport map @media2lan
-    iifname "{self.wan_if}" ip daddr {wan} udp dport @media_open dnat ip to udp dport map @media2lan
+    iifname "{self.wan_if}" ip daddr {wan} udp dport @sip_wanports {m} dnat ip to udp dport map @sip2lan
+    iifname "{self.wan_if}" ip daddr {wan} udp dport . ip saddr @media_peer {m} dnat ip to udp dport map @media2lan
+    iifname "{self.wan_if}" ip daddr {wan} udp dport @media_open {m} dnat ip to udp dport map @media2lan
   }}
   chain forward {{
     type filter hook forward priority filter - 5; policy accept;
@@ -140,6 +145,23 @@ class NftTable:
     def set_wan_ip(self, wan_ip: str, bindings: Iterable[Binding], now: float) -> None:
         """Renumbering: rules name the WAN address, so the table is rebuilt with its elements."""
         self.wan_ip = wan_ip
+        self.rebuild(bindings, now)
+
+    def move_devices(self, wan_if: str, lan_if: str, bindings: Iterable[Binding], now: float) -> None:
+        """The interfaces behind wan/lan changed (e.g. PPPoE came up): rules name them, so rebuild."""
+        if not self.use_nft_queue:
+            self._iptables_queue(add=False)
+        self.wan_if, self.lan_if = wan_if, lan_if
+        self.rebuild(bindings, now)
+        if not self.use_nft_queue:
+            self._iptables_queue(add=True)
+
+    def present(self) -> bool:
+        return subprocess.run([self.binary, "list", "table", "ip", self.name], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+
+    def rebuild(self, bindings: Iterable[Binding], now: float) -> None:
+        """The table again, holding the engine's bindings: after renumbering, new devices, or `fw4 flush`."""
         script = "add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset()
         for b in bindings:
             script += self._element_lines(A.OPEN_BINDING if b.kind == "sip" else A.OPEN_PINHOLE, b, now)
