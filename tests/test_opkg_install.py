@@ -1,0 +1,114 @@
+"""Install into a throwaway root the way opkg does, remove again: the root is as it was, conffiles aside.
+
+The root holds a stand-in for OpenWrt's /lib/functions.sh and /etc/rc.common
+(tests/openwrt/base: the package hooks only) so the real maintainer scripts
+from the .ipk run: default_postinst enables the init script (rc.d links),
+default_prerm disables it.
+"""
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OPKG = os.path.join(ROOT, "scripts", "opkg-offline")
+
+
+@pytest.fixture(scope="module")
+def ipks(tmp_path_factory):
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "mkipk"), "-o", str(out)],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode().split()
+
+
+def _router_root(path):
+    """A small OpenWrt-like root: base files, configs, another service, opkg's records."""
+    shutil.copytree(os.path.join(ROOT, "tests", "openwrt", "base"), path, symlinks=True)
+    files = {
+        "etc/config/network": "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n",
+        "etc/config/firewall": "config defaults\n\toption input 'REJECT'\n\toption forward 'REJECT'\n",
+        "etc/init.d/network": "#!/bin/sh /etc/rc.common\nSTART=20\nSTOP=90\n",
+        "usr/share/nftables.d/table-post/10-other.nft": "chain other {}\n",
+        "usr/lib/opkg/info/base-files.list": "/etc/rc.common\n/lib/functions.sh\n",
+        "usr/lib/opkg/info/base-files.control": "Package: base-files\nVersion: 1\n",
+        "usr/lib/opkg/status": "Package: base-files\nVersion: 1\nStatus: install user installed\n"
+                               "Architecture: x86_64\n\n",
+        "www/index.html": "<html></html>\n",
+    }
+    for rel, text in files.items():
+        p = os.path.join(path, rel)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+    os.chmod(os.path.join(path, "etc/init.d/network"), 0o755)
+    os.makedirs(os.path.join(path, "etc/rc.d"))
+    os.symlink("../init.d/network", os.path.join(path, "etc/rc.d/S20network"))
+    return path
+
+
+def _snapshot(root):
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = os.path.join(dirpath, name)
+            rel = os.path.relpath(p, root)
+            if os.path.islink(p):
+                out[rel] = ("link", os.readlink(p))
+            elif os.path.isdir(p):
+                out[rel] = ("dir", os.stat(p).st_mode & 0o7777)
+            else:
+                with open(p, "rb") as f:
+                    out[rel] = ("file", os.stat(p).st_mode & 0o7777, hashlib.sha256(f.read()).hexdigest())
+    return out
+
+
+def _opkg(*args):
+    r = subprocess.run([sys.executable, OPKG] + list(args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+    return r.stdout.decode()
+
+
+def test_install_enables_and_remove_restores_the_root(ipks, tmp_path):
+    root = _router_root(str(tmp_path / "root"))
+    before = _snapshot(root)
+    _opkg("install", root, *ipks)
+    # the data is there, the postinst enabled the service (rc.d links) but nothing ran it
+    assert os.readlink(os.path.join(root, "etc/rc.d/S95sipalg")) == "../init.d/sipalg"
+    assert os.readlink(os.path.join(root, "etc/rc.d/K10sipalg")) == "../init.d/sipalg"
+    assert os.access(os.path.join(root, "usr/sbin/sipalg"), os.X_OK)
+    assert os.path.exists(os.path.join(root, "www/luci-static/resources/view/sipalg/settings.js"))
+    status = open(os.path.join(root, "usr/lib/opkg/status")).read()
+    assert "Package: sipalg\n" in status and "Package: luci-app-sipalg\n" in status
+    assert " /etc/config/sipalg " in status                 # conffile recorded with its md5
+    # offline (IPKG_INSTROOT) the uci-defaults wait for first boot, as on an image build
+    assert os.path.exists(os.path.join(root, "etc/uci-defaults/90-sipalg"))
+    assert "sipalg" not in open(os.path.join(root, "etc/config/firewall")).read()
+
+    _opkg("remove", root, "luci-app-sipalg", "sipalg")
+    assert _snapshot(root) == before
+
+
+def test_changed_conffile_is_kept_on_remove_and_not_overwritten_on_install(ipks, tmp_path):
+    root = _router_root(str(tmp_path / "root"))
+    before = _snapshot(root)
+    sipalg = [p for p in ipks if os.path.basename(p).startswith("sipalg_")]
+    _opkg("install", root, *sipalg)
+    conf = os.path.join(root, "etc/config/sipalg")
+    with open(conf) as f:
+        text = f.read()
+    with open(conf, "w") as f:                                # the owner enables it
+        f.write(text.replace("option enabled '0'", "option enabled '1'"))
+    out = _opkg("remove", root, "sipalg")
+    assert "Not deleting modified conffile /etc/config/sipalg" in out
+    after = _snapshot(root)
+    assert set(after) - set(before) == {"etc/config/sipalg"}
+    assert {k: v for k, v in after.items() if k != "etc/config/sipalg"} == before
+    # reinstalling keeps the owner's file and puts the package's beside it, as opkg does
+    _opkg("install", root, *sipalg)
+    assert "option enabled '1'" in open(conf).read()
+    assert "option enabled '0'" in open(conf + "-opkg").read()
