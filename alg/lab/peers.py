@@ -134,7 +134,9 @@ class Capture:
 
     def __init__(self, lab: Lab, ns: str, iface: str, path: str, bpf: str = "udp"):
         self.path = path
-        self.proc = lab.popen(ns, "tcpdump", "-i", iface, "-U", "-n", "-w", path, bpf,
+        # --immediate-mode: with TPACKET_V3 the last ~1 s of packets sits in a ring block that
+        # SIGINT discards; immediate mode hands each packet over (and -U writes it) at once
+        self.proc = lab.popen(ns, "tcpdump", "-i", iface, "-U", "--immediate-mode", "-n", "-w", path, bpf,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.proc.stderr.readline()                        # "listening on ..."
 
