@@ -28,6 +28,7 @@ from alg.core.addr import Network, norm_ip
 from alg.core.config import Config, parse_port_range
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import uci
+from alg.leds import LedConfig, StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
 
 log = logging.getLogger("sipalg")
@@ -62,14 +63,19 @@ class Settings:
         sec = None
         path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
         self.config_path = path
+        cfg = uci.load(path) if path else []
         if path:
-            sec = uci.section(uci.load(path), "sipalg", "main")
+            sec = uci.section(cfg, "sipalg", "main")
         opt = (lambda k, d=None: sec.get(k, d)) if sec else (lambda k, d=None: d)
         lst = (lambda k: sec.get_list(k)) if sec else (lambda k: [])
-        self.wan_if = args.wan_if or opt("wan_if")
-        self.lan_if = args.lan_if or opt("lan_if")
-        if not self.wan_if or not self.lan_if:
+        wan_if = args.wan_if or opt("wan_if")
+        lan_if = args.lan_if or opt("lan_if")
+        if not wan_if or not lan_if:
             raise ValueError("both --wan-if and --lan-if are needed (or wan_if/lan_if in the config)")
+        self.wan_if = resolve_device(wan_if)
+        self.lan_if = resolve_device(lan_if)
+        # the kernel's SIP helper would rewrite too; off by default on OpenWrt (config file), left alone without
+        self.disable_kernel_helper = sec.get_bool("disable_kernel_helper", True) if sec else False
         self.state_dir = args.state_dir or opt("state_dir", DEFAULT_STATE_DIR)
         self.queue_num = args.queue_num if args.queue_num is not None else int(opt("queue_num", "0"))
         self.sip_ports = args.sip_port or [int(p) for p in lst("sip_port")] or [5060]
@@ -77,6 +83,7 @@ class Settings:
         self.lan_nets = args.lan_net or lst("lan_net")
         self.answer_keepalives = args.answer_keepalives or opt("answer_keepalives", "crlf")
         self.log_level = args.log_level or opt("log_level", "info")
+        self.leds = LedConfig.from_section(uci.section(cfg, "leds", "leds"))
         self.table = args.table
 
 
@@ -93,19 +100,37 @@ def iface_ipv4(ifname: str) -> Optional[str]:
 
 
 def iface_networks(ifname: str) -> List[str]:
-    out = subprocess.run(["ip", "-j", "-4", "addr", "show", "dev", ifname], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE)
-    nets = []
-    if out.returncode == 0 and out.stdout.strip():
-        for link in json.loads(out.stdout):
-            for a in link.get("addr_info", []):
-                n = Network("%s/%d" % (a["local"], a["prefixlen"]))
-                nets.append("%s/%d" % (_int_ip(n.net), a["prefixlen"]))
-    return nets
+    """The interface's IPv4 network (address and netmask by ioctl: no `ip -j` on a small router)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        req = struct.pack("256s", ifname.encode()[:15])
+        addr = fcntl.ioctl(s.fileno(), 0x8915, req)[20:24]           # SIOCGIFADDR
+        mask = fcntl.ioctl(s.fileno(), 0x891B, req)[20:24]           # SIOCGIFNETMASK
+    except OSError:
+        return []
+    finally:
+        s.close()
+    prefix = bin(int.from_bytes(mask, "big")).count("1")
+    net = bytes(a & m for a, m in zip(addr, mask))
+    return ["%s/%d" % (socket.inet_ntoa(net), prefix)]
 
 
-def _int_ip(n: int) -> str:
-    return socket.inet_ntoa(n.to_bytes(4, "big"))
+def resolve_device(name: str) -> str:
+    """A device name as given, or the device behind an OpenWrt logical interface ('wan' -> 'eth1')."""
+    if os.path.exists("/sys/class/net/%s" % name):
+        return name
+    try:
+        r = subprocess.run(["ubus", "call", "network.interface.%s" % name, "status"], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        r = None
+    if r is not None and r.returncode == 0:
+        st = json.loads(r.stdout)
+        dev = st.get("l3_device") or st.get("device")
+        if dev:
+            return dev
+    raise ValueError("interface %r is neither a network device nor an OpenWrt interface (ubus network.interface.%s)"
+                     % (name, name))
 
 
 def setup_logging(level: str) -> None:
@@ -149,6 +174,7 @@ class Daemon:
         # queue rules only take SIP, so this must stay 0 (tests check it)
         self.counters = {"sent": 0, "not_udp": 0, "media_queued": 0}
         self.queue = None
+        self.leds = StatusLeds(settings.leds)
 
     # -- life cycle
 
@@ -164,14 +190,18 @@ class Daemon:
                 log.warning("not restored: %s", e)
         if kept:
             log.info("picked up %d bindings left in the kernel table", len(kept))
+        self._kernel_helper_off()
         self.queue = PacketQueue(self.s.queue_num, self.on_packet)
         os.makedirs(self.s.state_dir, exist_ok=True)
-        log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s",
+        self.leds.start()
+        log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
                  self.s.wan_if, self.wan_ip or "no address yet", ",".join(n.text for n in self.lan_nets),
                  ",".join(map(str, self.s.sip_ports)), self.s.rtp_ports[0], self.s.rtp_ports[1],
-                 self.s.queue_num, "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE")
+                 self.s.queue_num, "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE",
+                 self.queue.backend)
 
     def shutdown(self) -> None:
+        self.leds.stop()
         if self.queue is not None:
             self.queue.close()
         self.table.remove()
@@ -196,6 +226,7 @@ class Daemon:
                     ready = []
                 if ready:
                     self.queue.poll()
+                    self.leds.refresh(self.engine, self.clock())
                 now = self.clock()
                 acts = self.engine.expire(now)
                 if acts:
@@ -204,8 +235,9 @@ class Daemon:
                         log.info("expired: %s", _describe(a))
                 if now - last_tick >= 1.0:
                     last_tick = now
-                    self._follow_wan(now)
+                    wan_ip = self._follow_wan(now)
                     self.write_status(now)
+                    self.leds.update(self.engine, wan_ip, self.nft_failures, now)
                 if self.reload:
                     self.reload = False
                     self._reload()
@@ -213,6 +245,7 @@ class Daemon:
             self.shutdown()
 
     def _reload(self) -> None:
+        """SIGHUP: re-read the config (live calls stay); also how fw4 tells us it reloaded."""
         try:
             s = Settings(self.s.args)
         except (ValueError, OSError) as e:
@@ -221,13 +254,32 @@ class Daemon:
         s.args = self.s.args
         self.config.answer_keepalives = s.answer_keepalives
         setup_logging(s.log_level)
+        self.leds = self.leds.reconfigure(s.leds)
+        moved = (s.wan_if, s.lan_if) != (self.s.wan_if, self.s.lan_if)
         self.s = s
+        now = self.clock()
+        why = ("new devices %s/%s" % (s.wan_if, s.lan_if)) if moved else \
+            None if self.table.present() else "it was gone (fw4 flush?)"
+        if moved:
+            self.table.move_devices(s.wan_if, s.lan_if, self.engine.bindings(), now)
+        elif why:
+            self.table.rebuild(self.engine.bindings(), now)
+        if why:
+            log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
+        self._kernel_helper_off()
         log.info("config reloaded (live calls kept)")
 
-    def _follow_wan(self, now: float) -> None:
+    def _kernel_helper_off(self) -> None:
+        if self.s.disable_kernel_helper:
+            from alg.kernel.helper import disable_sip_helper
+            for what in disable_sip_helper():
+                log.info("kernel SIP helper: %s", what)
+
+    def _follow_wan(self, now: float) -> Optional[str]:
+        """Returns the WAN address now (None while it has none; self.wan_ip keeps the last one)."""
         ip = iface_ipv4(self.s.wan_if)
         if ip is None or ip == self.wan_ip:
-            return
+            return ip
         log.info("WAN address %s -> %s: moving %d bindings", self.wan_ip, ip, len(self.engine.bindings()))
         old, self.wan_ip = self.wan_ip, ip
         self.engine.set_wan_ip(ip, now)
@@ -236,6 +288,7 @@ class Daemon:
             # flows NATed to the old address would keep it: let them start afresh
             subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-dst", old],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return ip
 
     # -- packets
 
@@ -305,6 +358,9 @@ class Daemon:
             "written": time.time(),
             "wan_if": self.s.wan_if, "lan_if": self.s.lan_if, "wan_ip": self.wan_ip,
             "queue": "nft" if self.table.use_nft_queue else "iptables",
+            "leds": self.leds.describe(),
+            "queue_backend": self.queue.backend if self.queue else None,
+            "queue_counters": dict(self.queue.counters) if self.queue else {},
             "counters": dict(e.counters, nft_failures=self.nft_failures, **self.counters),
             "registrations": [{"aor": r.aor.decode(errors="replace"), "lan": "%s:%d" % r.lan,
                                "wan": "%s:%d" % r.wan, "expires_in": left(r.expires_at)}

@@ -1,0 +1,118 @@
+"""The ALG beside an fw4-shaped firewall: forward policy drop, fw4 reloads and flushes, the kernel SIP helper."""
+import os
+import signal
+import sys
+import time
+
+from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
+from alg.lab.peers import Alg, recv_udp, received, send_udp
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from test_openwrt_package import fw4_ruleset  # noqa: E402
+
+INCLUDE = os.path.join(ROOT, "openwrt", "sipalg", "files", "forward-pinholes.nft")
+SRV = (SERVER, 5060)
+
+
+def _invite(call_id, rtp_port):
+    sdp = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
+           b"m=audio %d RTP/AVP 0\r\n" % rtp_port)
+    return (b"INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
+            b"From: <sip:alice@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\n"
+            b"CSeq: 1 INVITE\r\nContact: <sip:alice@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n"
+            b"Content-Length: %d\r\n\r\n" % (call_id, call_id, len(sdp)) + sdp)
+
+
+def _load_fw4(lab, includes):
+    lab.run(lab.rtr, "nft", "add table inet fw4")
+    lab.run(lab.rtr, "nft", "delete table inet fw4")        # what `fw4 reload` does: flush, render anew
+    lab.nft(lab.rtr, fw4_ruleset(lab.lan_if, lab.wan_if, includes))
+
+
+def _rtp_reaches_phone(lab, wan_port):
+    rx = recv_udp(lab, lab.ph1, (PHONES[0], 6000), timeout=2.0)
+    send_udp(lab, lab.wan, (SERVER, 20000), (ROUTER_WAN, wan_port), b"\x80\x00\x00\x01" + b"\x00" * 168)
+    return received(rx)
+
+
+def _offer(lab, call_id):
+    rx = recv_udp(lab, lab.wan, SRV)
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite(call_id, 6000))
+    got = received(rx)
+    assert got is not None, "the INVITE did not cross fw4's forward chain"
+    port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
+    return port
+
+
+def test_pinhole_passes_fw4_forward_drop_only_with_the_include(lab, alg):
+    _load_fw4(lab, [])
+    wan_port = _offer(lab, b"fw4-1")
+    assert alg.kernel_table()["media_open"], "no pinhole opened"
+    # without our include, fw4's wan zone drops the DNAT'd media: the check has teeth
+    assert _rtp_reaches_phone(lab, wan_port) is None
+    # fw4 reload renders the chain-pre include into forward_wan; our table is untouched
+    _load_fw4(lab, [INCLUDE])
+    got = _rtp_reaches_phone(lab, wan_port)
+    assert got is not None and got[0] == (SERVER, 20000)
+    counted = lab.run(lab.rtr, "nft", "list", "chain", "inet", "fw4", "forward_wan").stdout.decode()
+    ours = [ln for ln in counted.splitlines() if "!sipalg" in ln]
+    assert len(ours) == 1 and "counter packets 0 " not in ours[0]
+    # and a port nobody opened is still dropped
+    assert _rtp_reaches_phone(lab, 7777 if wan_port != 7777 else 7779) is None
+
+
+def test_table_flushed_by_fw4_comes_back_on_hup_with_live_pinholes(lab, alg):
+    _load_fw4(lab, [INCLUDE])
+    wan_port = _offer(lab, b"fw4-2")
+    before = alg.kernel_table()
+    lab.run(lab.rtr, "nft", "delete", "table", "ip", "sipalg")     # `fw4 flush` deletes every table
+    assert alg.kernel_table() == {}
+    alg.proc.send_signal(signal.SIGHUP)                              # what the fw4 include script sends
+    deadline = time.monotonic() + 5
+    while alg.kernel_table() == {} and time.monotonic() < deadline:
+        time.sleep(0.2)
+    after = alg.kernel_table()
+    for name in ("lan2wan", "sip2lan", "media2lan", "media_open"):
+        assert len(after[name]) == len(before[name]) > 0, name
+    got = _rtp_reaches_phone(lab, wan_port)
+    assert got is not None and got[0] == (SERVER, 20000)
+    assert "re-installed (it was gone" in alg.log()
+
+
+HELPERS = """table inet fw4 {
+  ct helper sip { type "sip" protocol udp; }
+  ct helper ftp { type "ftp" protocol tcp; }
+  chain helper_lan {
+    meta l4proto udp udp dport 5060 ct helper set "sip" comment "!fw4: SIP VoIP connection tracking"
+    meta l4proto tcp tcp dport 21 ct helper set "ftp" comment "!fw4: FTP FTP connection tracking"
+  }
+}
+"""
+
+
+def test_kernel_sip_helper_is_taken_out_and_stays_out_after_fw4_reload(lab, logdir):
+    conf = os.path.join(logdir, "sipalg.conf")
+    with open(conf, "w") as f:
+        f.write("config sipalg 'main'\n\toption wan_if '%s'\n\toption lan_if '%s'\n"
+                "\toption disable_kernel_helper '1'\n" % (lab.wan_if, lab.lan_if))
+    lab.nft(lab.rtr, HELPERS)
+    a = Alg(lab, logdir, "--config", conf).start()
+    try:
+        def rules():
+            return lab.run(lab.rtr, "nft", "list", "table", "inet", "fw4").stdout.decode()
+        t = rules()
+        assert 'ct helper set "sip"' not in t and "ct helper sip" not in t
+        assert 'ct helper set "ftp"' in t and "ct helper ftp" in t          # other helpers stay
+        # fw4 reload puts it back (built-in helper: can't be unloaded); the include's HUP takes it out again
+        lab.run(lab.rtr, "nft", "delete", "table", "inet", "fw4")
+        lab.nft(lab.rtr, HELPERS)
+        assert 'ct helper set "sip"' in rules()
+        a.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while 'ct helper set "sip"' in rules() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert 'ct helper set "sip"' not in rules() and 'ct helper set "ftp"' in rules()
+        assert "kernel SIP helper: removed rule inet fw4 helper_lan" in a.log()
+    finally:
+        a.stop()
