@@ -41,10 +41,14 @@ def run(args: argparse.Namespace) -> int:
         print("sipalg status: %s" % e, file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(st, indent=2))
+        # "running" lets a consumer (the LuCI rpcd plugin) tell this from its own not-running answer
+        print(json.dumps(dict(st, running=True), indent=2))
         return 0
-    print("sipalg pid %d, up %ds, WAN %s %s, queue via %s" % (
-        st["pid"], time.time() - st["started"], st["wan_if"], st["wan_ip"], st["queue"]))
+    print("sipalg pid %d, up %ds, WAN %s %s, queue via %s%s" % (
+        st["pid"], time.time() - st["started"], st["wan_if"], st["wan_ip"], st["queue"],
+        " (%s backend)" % st["queue_backend"] if st.get("queue_backend") else ""))
+    if any(st.get("queue_counters", {}).values()):
+        print("queue: " + ", ".join("%s %d" % kv for kv in sorted(st["queue_counters"].items())))
     print("counters: " + ", ".join("%s %d" % kv for kv in sorted(st["counters"].items())))
     print("registrations (%d):" % len(st["registrations"]))
     for r in st["registrations"]:

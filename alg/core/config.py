@@ -8,7 +8,10 @@ def parse_port_range(text):
     parts = text.split("-")
     if len(parts) != 2 or not parts[0].strip().isdigit() or not parts[1].strip().isdigit():
         raise ValueError("a port range must look like LO-HI, not %r" % (text,))
-    return int(parts[0]), int(parts[1])
+    lo, hi = int(parts[0]), int(parts[1])
+    if not 1 <= lo <= hi <= 65535:
+        raise ValueError("port range %r: need 1 <= LO <= HI <= 65535" % (text,))
+    return lo, hi
 
 
 class Config:

@@ -1,0 +1,174 @@
+'use strict';
+'require view';
+'require form';
+'require rpc';
+'require network';
+
+// LED names for the LEDs tab: luci-base's own call, as System > LED Configuration uses.
+const callLeds = rpc.declare({
+	object: 'luci',
+	method: 'getLEDs',
+	expect: { '': {} }
+});
+
+// 'LO-HI' with 1 <= LO <= HI <= 65535: the daemon only checks the shape.
+function validatePortRange(section_id, value) {
+	const m = /^(\d+)-(\d+)$/.exec(value || '');
+
+	if (!m)
+		return _('Expecting a port range LO-HI, e.g. 10000-20000');
+
+	const lo = +m[1], hi = +m[2];
+
+	if (lo < 1 || hi > 65535)
+		return _('Ports must be between 1 and 65535');
+
+	if (lo > hi)
+		return _('The first port must not be greater than the last');
+
+	return true;
+}
+
+// Offer the logical interfaces but accept a device name too (the daemon takes
+// either): a Value with choices, where NetworkSelect would drop a device name.
+function addInterfaceChoices(o, networks, other) {
+	networks.forEach(function(net) {
+		const dev = net.getL3Device() || net.getDevice();
+
+		if (net.getName() != 'loopback')
+			o.value(net.getName(), dev ? '%s (%s)'.format(net.getName(), dev.getName()) : net.getName());
+	});
+
+	o.datatype = 'or(uciname,netdevname)';
+	o.rmempty = false;
+	o.validate = function(section_id, value) {
+		if (value && value == this.section.formvalue(section_id, other))
+			return _('WAN and LAN must be different interfaces');
+
+		return true;
+	};
+}
+
+const LED_ROLES = [ 'registered', 'call', 'error' ];
+
+// LED choices: probed, or one of the board's LEDs; a typed name is kept as is
+// and an empty one (the combobox's "unspecified") means the role has no LED.
+function addLedChoices(o, leds) {
+	o.value('auto', _('auto (probe the board)'));
+	Object.keys(leds).sort().forEach(function(led) { o.value(led); });
+	o.depends('enabled', '1');
+	o.retain = true;
+	// the daemon refuses to start on a bad name or one LED given twice: catch both here
+	o.validate = function(section_id, value) {
+		if (!value || value == 'auto')
+			return true;
+
+		if (value.indexOf('/') >= 0 || value == '.' || value == '..')
+			return _('Expecting an LED name (a directory in /sys/class/leds)');
+
+		for (let i = 0; i < LED_ROLES.length; i++)
+			if (LED_ROLES[i] != this.option && this.section.formvalue(section_id, LED_ROLES[i]) == value)
+				return _('This LED is already used for another role');
+
+		return true;
+	};
+}
+
+return view.extend({
+	load: function() {
+		return Promise.all([
+			L.resolveDefault(network.getNetworks(), []),
+			L.resolveDefault(callLeds(), {})
+		]);
+	},
+
+	render: function(data) {
+		const networks = data[0], leds = data[1];
+		let m, s, o;
+
+		m = new form.Map('sipalg', _('SIP ALG'),
+			_('Rewrites SIP and SDP for phones behind this router\'s NAT, keeps their registrations reachable ' +
+			  'and opens RTP pinholes only for the calls it sees. Saving reloads the daemon; calls in progress continue.'));
+		m.tabbed = true;    // one tab per section: General, LEDs
+
+		s = m.section(form.NamedSection, 'main', 'sipalg', _('General'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enable'),
+			_('Run the SIP ALG. When off, SIP passes the NAT untouched.'));
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'wan_if', _('WAN interface'),
+			_('The interface facing the SIP server: a logical interface such as <code>wan</code>, or a device name.'));
+		addInterfaceChoices(o, networks, 'lan_if');
+
+		o = s.option(form.Value, 'lan_if', _('LAN interface'),
+			_('The interface facing the phones.'));
+		addInterfaceChoices(o, networks, 'wan_if');
+
+		o = s.option(form.DynamicList, 'sip_port', _('SIP ports'),
+			_('UDP ports that carry SIP (usually 5060).'));
+		o.datatype = 'and(port,min(1))';
+		o.placeholder = '5060';
+
+		o = s.option(form.Value, 'rtp_ports', _('RTP port range'),
+			_('Ports the phones may use for RTP/RTCP, as LO-HI. Media is only ever opened inside this range, ' +
+			  'which keeps a LAN host from getting, say, its port 22 opened; the default suits every phone brand.'));
+		o.placeholder = '1024-65535';
+		o.validate = validatePortRange;
+
+		o = s.option(form.ListValue, 'answer_keepalives', _('Answer keep-alives'),
+			_('<strong>off</strong>: keep-alives pass through to the phone untouched.<br />' +
+			  '<strong>crlf</strong> (recommended): the router answers CRLF pings for the phone and absorbs NUL probes; ' +
+			  'the binding stays open and the phone is not woken.<br />' +
+			  '<strong>options</strong>: as crlf, and the router also answers the server\'s OPTIONS to a registered phone. ' +
+			  'The server then tests the router, not the phone: an unplugged phone looks reachable until its ' +
+			  'registration expires, so calls may go to it instead of to voicemail. Use it only when the server\'s ' +
+			  'OPTIONS pings wake phones too often or drain battery-powered devices.'));
+		o.value('off', _('off'));
+		o.value('crlf', _('crlf'));
+		o.value('options', _('options'));
+		o.default = 'crlf';
+
+		o = s.option(form.ListValue, 'log_level', _('Log level'),
+			_('<strong>info</strong> logs one line per call and registration, <strong>debug</strong> every rewrite.'));
+		o.value('debug', _('debug'));
+		o.value('info', _('info'));
+		o.value('warning', _('warning'));
+		o.value('error', _('error'));
+		o.default = 'info';
+
+		o = s.option(form.Value, 'queue_num', _('NFQUEUE number'),
+			_('The netfilter queue SIP is handed over on; change it only if another program uses queue 0.'));
+		o.datatype = 'range(0,65535)';
+		o.placeholder = '0';
+
+		o = s.option(form.Flag, 'disable_kernel_helper', _('Disable the kernel SIP helper'),
+			_('Keep the kernel\'s own SIP helper (nf_conntrack_sip) from rewriting the same packets too.'));
+		o.default = '1';
+		o.rmempty = false;
+
+		s = m.section(form.NamedSection, 'leds', 'leds', _('LEDs'),
+			_('Show on the board\'s LEDs whether phones are registered, whether a call is up (blinking while it ' +
+			  'rings) and whether the ALG is in trouble. Leave a role unspecified to use no LED for it. ' +
+			  'The LEDs are taken over only while the daemon runs.'));
+		s.addremove = false;
+
+		o = s.option(form.Flag, 'enabled', _('Enable status LEDs'));
+		o.rmempty = false;
+
+		o = s.option(form.Value, 'registered', _('Registered LED'),
+			_('On while at least one phone is registered.'));
+		addLedChoices(o, leds);
+
+		o = s.option(form.Value, 'call', _('Call LED'),
+			_('On during a call, blinking while one is being set up.'));
+		addLedChoices(o, leds);
+
+		o = s.option(form.Value, 'error', _('Error LED'),
+			_('On when the daemon failed to update the firewall lately.'));
+		addLedChoices(o, leds);
+
+		return m.render();
+	}
+});
