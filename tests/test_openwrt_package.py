@@ -129,7 +129,7 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
     assert not any("__pycache__" in dp or "/lab" in dp for dp, _, _ in os.walk(data))
     r = subprocess.run([sys.executable, "-I", "-B", "-c",
                         "import sys; sys.path.insert(0, %r); import alg.cli, alg.daemon, alg.status, "
-                        "alg.kernel.nftables, alg.kernel.queue, alg.kernel.helper, alg.uci; "
+                        "alg.kernel.nftables, alg.kernel.queue, alg.kernel.nfnetlink_queue, alg.kernel.helper, alg.uci; "
                         "print(alg.__file__)" % os.path.join(data, "usr/lib/sipalg")],
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0, r.stderr.decode()

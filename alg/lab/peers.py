@@ -29,8 +29,10 @@ def _env() -> dict:
 class Alg:
     """`sipalg run` in the router namespace."""
 
-    def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg"):
+    def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg",
+                 env: Optional[Dict[str, str]] = None):
         self.lab = lab
+        self.env = dict(env or {})                         # e.g. SIPALG_QUEUE_BACKEND=netlink
         self.state_dir = os.path.join(logdir, "state")
         self.log_path = os.path.join(logdir, "sipalg.log")
         self.args = ["--wan-if", lab.wan_if, "--lan-if", lab.lan_if, "--state-dir", self.state_dir,
@@ -44,7 +46,7 @@ class Alg:
         if os.path.exists(status):
             os.unlink(status)
         self.proc = self.lab.popen(self.lab.rtr, sys.executable, "-m", "alg", "run", *self.args,
-                                   stdout=log, stderr=log, env=_env(), cwd=ROOT)
+                                   stdout=log, stderr=log, env=dict(_env(), **self.env), cwd=ROOT)
         deadline = time.monotonic() + wait
         while not os.path.exists(status):
             if self.proc.poll() is not None:
@@ -92,6 +94,8 @@ class Sipp:
         self.args = ["sipp", "-sf", sf, "-i", local_ip, "-p", str(port), "-m", str(calls),
                      "-key", "rtp", str(rtp), "-d", str(duration_ms), "-mp", str(16000 + port % 1000 * 2),
                      "-timeout", "30s", "-timeout_error", "-nostdin", "-s", "bob"] + (extra or [])
+        # e.g. "-nr" in the QEMU VM (qemu/guest): under TCG a response can take longer than T1
+        self.args += os.environ.get("SIPALG_LAB_SIPP_ARGS", "").split()
         if remote:
             self.args.append(remote)
         self.lab, self.ns = lab, ns

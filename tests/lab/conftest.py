@@ -25,10 +25,7 @@ def require_lab(extra=()):
     need(os.geteuid() == 0, "needs root (network namespaces, nftables)")
     for tool in TOOLS + tuple(extra):
         need(shutil.which(tool) is not None, "needs %s (scripts/setup installs it)" % tool)
-    try:
-        import netfilterqueue  # noqa: F401
-    except ImportError:
-        need(False, "needs the NetfilterQueue binding (pip install -e .[nfqueue])")
+    # no NetfilterQueue binding needed: without it the daemon uses its netlink backend
     try:
         import dpkt  # noqa: F401
     except ImportError:
