@@ -17,3 +17,16 @@ bench:
 # OpenWrt packages (.ipk) in dist/, built from openwrt/*/Makefile without the SDK
 ipk:
 	$(PYTHON) scripts/mkipk
+
+# QEMU test VM (qemu/): a Debian-packages-only image with the .ipk installed as opkg does,
+# booted under TCG to run the lab scenarios against the installed package with nft queue.
+#   make qemu-test ARCH=x86_64|aarch64 [MACHINE=pc|virt|raspi3b] [TESTS=name,name] [QEMU_SHELL=1]
+ARCH ?= x86_64
+QEMU_CACHE ?= build/qemu
+.PHONY: qemu-image qemu-test
+qemu-image: ipk
+	$(PYTHON) qemu/image.py --arch $(ARCH) --cache $(QEMU_CACHE)
+
+qemu-test: qemu-image
+	$(PYTHON) qemu/run.py --arch $(ARCH) --cache $(QEMU_CACHE) $(if $(MACHINE),--machine $(MACHINE)) \
+		$(if $(TESTS),--tests $(TESTS)) $(if $(QEMU_SHELL),--shell) $(QEMU_RUN_ARGS)

@@ -1,9 +1,9 @@
 """Install into a throwaway root the way opkg does, remove again: the root is as it was, conffiles aside.
 
-The root holds a stand-in for OpenWrt's /lib/functions.sh and /etc/rc.common
-(tests/openwrt/base: the package hooks only) so the real maintainer scripts
-from the .ipk run: default_postinst enables the init script (rc.d links),
-default_prerm disables it.
+The root holds the QEMU VM's stand-ins for OpenWrt's /lib/functions.sh,
+/lib/functions/procd.sh and /etc/rc.common (qemu/guest/overlay) so the real
+maintainer scripts from the .ipk run: default_postinst enables the init
+script (rc.d links), default_prerm disables it.
 """
 import hashlib
 import os
@@ -28,7 +28,10 @@ def ipks(tmp_path_factory):
 
 def _router_root(path):
     """A small OpenWrt-like root: base files, configs, another service, opkg's records."""
-    shutil.copytree(os.path.join(ROOT, "tests", "openwrt", "base"), path, symlinks=True)
+    overlay = os.path.join(ROOT, "qemu", "guest", "overlay")
+    for rel in ("etc/rc.common", "lib/functions.sh", "lib/functions/procd.sh"):
+        os.makedirs(os.path.dirname(os.path.join(path, rel)), exist_ok=True)
+        shutil.copy2(os.path.join(overlay, rel), os.path.join(path, rel))
     files = {
         "etc/config/network": "config interface 'lan'\n\toption device 'br-lan'\n\toption proto 'static'\n",
         "etc/config/firewall": "config defaults\n\toption input 'REJECT'\n\toption forward 'REJECT'\n",

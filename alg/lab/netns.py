@@ -6,6 +6,11 @@
 
 Names carry a per-run prefix so parallel or crashed runs never collide, and
 everything is removed on close (and at exit, and by cleanup_stale()).
+
+Lab(router_ns=False) makes the current namespace the router instead of a
+netns `rtr` (br0, lan0/lan1, wan0 and the MASQUERADE table live there):
+for the QEMU test VM, whose root namespace is the router running the
+installed package.  Never use it on a workstation.
 """
 
 from __future__ import annotations
@@ -54,13 +59,14 @@ def cleanup_stale(prefix: str = PREFIX) -> None:
 class Lab:
     """The namespaces and links; `with Lab() as lab:` builds and always removes them."""
 
-    def __init__(self, tag: str = "", masquerade: bool = True):
+    def __init__(self, tag: str = "", masquerade: bool = True, router_ns: bool = True):
         self.id = "%s-%d%s" % (PREFIX, os.getpid(), ("-" + tag) if tag else "")
         self.ph1 = self.id + "-ph1"
         self.ph2 = self.id + "-ph2"
-        self.rtr = self.id + "-rtr"
+        self.router_ns = router_ns
+        self.rtr = self.id + "-rtr" if router_ns else ""          # "": run() runs here, not in a netns
         self.wan = self.id + "-wan"
-        self.namespaces = [self.ph1, self.ph2, self.rtr, self.wan]
+        self.namespaces = [self.ph1, self.ph2] + ([self.rtr] if router_ns else []) + [self.wan]
         self.masquerade = masquerade
         self.lan_if = "br0"
         self.wan_if = "wan0"
@@ -80,24 +86,25 @@ class Lab:
         atexit.register(self.close)
         self._up = True
         try:
+            if not self.router_ns:
+                self._remove_router_here()                     # left by a crashed run
             for ns in self.namespaces:
                 sh(["ip", "netns", "add", ns])
                 self.run(ns, "ip", "link", "set", "lo", "up")
             r = self.rtr
+            in_r = ["netns", r] if self.router_ns else []
             self.run(r, "ip", "link", "add", "br0", "type", "bridge")
             self.run(r, "ip", "addr", "add", ROUTER_LAN + "/24", "dev", "br0")
             self.run(r, "ip", "link", "set", "br0", "up")
             for i, (ns, ip) in enumerate(((self.ph1, PHONES[0]), (self.ph2, PHONES[1]))):
                 port = "lan%d" % i
-                sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port,
-                    "netns", r])
+                sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port] + in_r)
                 self.run(r, "ip", "link", "set", port, "master", "br0")
                 self.run(r, "ip", "link", "set", port, "up")
                 self.run(ns, "ip", "addr", "add", ip + "/24", "dev", "eth0")
                 self.run(ns, "ip", "link", "set", "eth0", "up")
                 self.run(ns, "ip", "route", "add", "default", "via", ROUTER_LAN)
-            sh(["ip", "link", "add", "wan0", "netns", r, "type", "veth", "peer", "name", "eth0",
-                "netns", self.wan])
+            sh(["ip", "link", "add", "wan0"] + in_r + ["type", "veth", "peer", "name", "eth0", "netns", self.wan])
             self.run(r, "ip", "addr", "add", ROUTER_WAN + "/24", "dev", "wan0")
             self.run(r, "ip", "link", "set", "wan0", "up")
             self.run(self.wan, "ip", "addr", "add", SERVER + "/24", "dev", "eth0")
@@ -132,21 +139,35 @@ class Lab:
                 except (ProcessLookupError, ValueError):
                     pass
             sh(["ip", "netns", "del", ns], check=False)
+        if not self.router_ns:
+            self._remove_router_here()
+
+    def _remove_router_here(self) -> None:
+        """What deleting the rtr netns would do: links, NAT table, conntrack entries, changed timeouts."""
+        for link in ("br0", "wan0", "lan0", "lan1"):
+            sh(["ip", "link", "del", link], check=False)
+        sh(["nft", "delete", "table", "ip", "lab_nat"], check=False)
+        sh(["conntrack", "-F"], check=False)
+        for key, value in getattr(self, "_sysctls", {}).items():
+            sh(["sysctl", "-qw", "%s=%s" % (key, value)], check=False)
 
     # -- using
 
     def run(self, ns: str, *cmd: str, check: bool = True, input: Optional[bytes] = None,
             timeout: float = 30) -> subprocess.CompletedProcess:
-        return sh(["ip", "netns", "exec", ns] + list(cmd), check=check, input=input, timeout=timeout)
+        return sh((["ip", "netns", "exec", ns] if ns else []) + list(cmd), check=check, input=input, timeout=timeout)
 
     def popen(self, ns: str, *cmd: str, **kw) -> subprocess.Popen:
-        return subprocess.Popen(["ip", "netns", "exec", ns] + list(cmd), **kw)
+        return subprocess.Popen((["ip", "netns", "exec", ns] if ns else []) + list(cmd), **kw)
 
     def nft(self, ns: str, script: str) -> None:
         self.run(ns, "nft", "-f", "-", input=script.encode())
 
     def set_udp_timeouts(self, udp: int, stream: int) -> None:
         """Shorten the router's conntrack UDP timeouts (the field's 30-60 s NAT)."""
+        if not self.router_ns and not hasattr(self, "_sysctls"):
+            self._sysctls = {k: sh(["sysctl", "-n", k]).stdout.decode().strip() for k in
+                             ("net.netfilter.nf_conntrack_udp_timeout", "net.netfilter.nf_conntrack_udp_timeout_stream")}
         self.run(self.rtr, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout=%d" % udp)
         self.run(self.rtr, "sysctl", "-qw", "net.netfilter.nf_conntrack_udp_timeout_stream=%d" % stream)
 

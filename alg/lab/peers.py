@@ -18,6 +18,9 @@ from alg.lab.netns import Lab, ROUTER_WAN, SERVER
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
+# Slow motion for a slow machine (the QEMU VM under TCG sets 2-3): call durations, echo windows
+# and waits for peers last SLOW times longer; the tests' own waits scale the same way there.
+SLOW = float(os.environ.get("SIPALG_LAB_SLOW", "1"))
 
 
 def _env() -> dict:
@@ -92,8 +95,8 @@ class Sipp:
                  extra: Optional[List[str]] = None, name: str = "sipp"):
         sf = scenario if os.path.isabs(scenario) else os.path.join(SCENARIOS, scenario)
         self.args = ["sipp", "-sf", sf, "-i", local_ip, "-p", str(port), "-m", str(calls),
-                     "-key", "rtp", str(rtp), "-d", str(duration_ms), "-mp", str(16000 + port % 1000 * 2),
-                     "-timeout", "30s", "-timeout_error", "-nostdin", "-s", "bob"] + (extra or [])
+                     "-key", "rtp", str(rtp), "-d", str(int(duration_ms * SLOW)), "-mp", str(16000 + port % 1000 * 2),
+                     "-timeout", "%ds" % (30 * SLOW), "-timeout_error", "-nostdin", "-s", "bob"] + (extra or [])
         # e.g. "-nr" in the QEMU VM (qemu/guest): under TCG a response can take longer than T1
         self.args += os.environ.get("SIPALG_LAB_SIPP_ARGS", "").split()
         if remote:
@@ -108,17 +111,17 @@ class Sipp:
         return self
 
     def wait(self, timeout: float = 40) -> int:
-        return self.proc.wait(timeout)
+        return self.proc.wait(timeout * SLOW)
 
 
 class RtpEcho:
     def __init__(self, lab: Lab, ns: str, ip: str, port: int, seconds: float):
-        self.proc = lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "echo", ip, str(port), str(seconds),
+        self.proc = lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "echo", ip, str(port), str(seconds * SLOW),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
         self.proc.stderr.readline()                        # "ready"
 
     def result(self, timeout: float = 30) -> dict:
-        out, _ = self.proc.communicate(timeout=timeout)
+        out, _ = self.proc.communicate(timeout=timeout * SLOW)
         return json.loads(out)
 
 

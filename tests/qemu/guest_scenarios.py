@@ -1,0 +1,199 @@
+"""The scenarios `make qemu-test` runs inside the VM, against the installed .ipk.
+
+The lab's own end-to-end tests (tests/lab) run here unchanged, with this
+directory's fixtures: the router is the VM itself, the daemon is the
+package's /usr/sbin/sipalg started by /etc/init.d/sipalg after a uci edit,
+and every test first checks that SIP is queued by an nft `queue` statement
+(the Debian 6.1 kernel has nft_queue; the host lab falls back to iptables).
+Then what only a VM can show: the package as opkg left it, and switching
+the service off and on with uci.
+"""
+import importlib.util
+import json
+import os
+import re
+import signal
+import time
+
+from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
+from alg.lab.peers import recv_udp, received, send_udp
+
+from conftest import INIT, sh, uci_set
+
+LAB_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
+# Under TCG everything runs 10-50 times slower than on the host the lab's tests were timed on, and
+# the daemon answers a queued packet in up to a second or two when the VM is busy.  So the lab
+# runs in slow motion here (SIPALG_LAB_SLOW, from sipalg.slow= on the kernel command line, set by
+# qemu/run.py): alg.lab.peers stretches call durations and echo windows, and the lab tests' own
+# clock is dilated the same way: their short waits ("let the INVITE cross the ALG before sending
+# RTP") last SLOW times longer and their stopwatch ("fail-open within 2 s") runs SLOW times
+# slower.  Waits of 10 s and more wait for kernel timers (conntrack timeouts): kept as they are.
+SLOW = float(os.environ.get("SIPALG_LAB_SLOW", "1"))
+_modules = {}
+
+
+class _DilatedTime:
+    def __init__(self, factor: float):
+        self.factor = factor
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds if seconds >= 10 else seconds * self.factor)
+
+    def monotonic(self) -> float:
+        return time.monotonic() / self.factor
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+
+def _lab(module: str, name: str):
+    """A test function of tests/lab/MODULE.py (loaded by path: its fixtures come from here)."""
+    if module not in _modules:
+        spec = importlib.util.spec_from_file_location("lab_" + module, os.path.join(LAB_TESTS, module + ".py"))
+        _modules[module] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(_modules[module])
+        if SLOW != 1:
+            _modules[module].time = _DilatedTime(SLOW)
+    return getattr(_modules[module], name)
+
+
+# -- the package as opkg and the first boot left it
+
+def test_package_installed_like_opkg_and_idle_until_enabled():
+    need_vm()
+    info = "/usr/lib/opkg/info/sipalg."
+    with open(info + "list") as f:
+        listed = f.read().split()
+    for path in ("/usr/sbin/sipalg", "/etc/init.d/sipalg", "/etc/config/sipalg",
+                 "/usr/lib/sipalg/alg/daemon.py", "/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft"):
+        assert path in listed and os.path.exists(path), path
+    with open(info + "conffiles") as f:
+        assert f.read().split() == ["/etc/config/sipalg"]
+    assert os.readlink("/etc/rc.d/S95sipalg") == "../init.d/sipalg"          # postinst enabled it
+    assert sh(INIT, "enabled", check=False).returncode == 0
+    assert not os.path.exists("/etc/uci-defaults/90-sipalg")                  # ran at first boot
+    assert sh("uci", "get", "firewall.sipalg.path").stdout.strip() == "/usr/share/sipalg/fw4-reload.sh"
+    # shipped with enabled '0': started at boot, but no instance
+    assert sh("uci", "get", "sipalg.main.enabled").stdout.strip() == "0"
+    assert sh(INIT, "running", check=False).returncode != 0
+    assert "sipalg" not in sh("nft", "list", "tables").stdout
+    with open(INIT) as f:
+        assert f.readline().strip() == "#!/bin/sh /etc/rc.common"
+
+
+def need_vm():
+    from conftest import VM_MARKER, need
+    need(os.path.exists(VM_MARKER), "runs only inside the QEMU test VM (make qemu-test)")
+
+
+# -- the acceptance scenarios, the lab's tests as they are
+
+test_outbound_call_rewritten_and_audio_both_ways = _lab("test_calls", "test_outbound_call_rewritten_and_audio_both_ways")
+test_two_phones_same_ports_both_get_audio = _lab("test_calls", "test_two_phones_same_ports_both_get_audio")
+test_sigkill_fails_open_and_restart_picks_up = _lab("test_calls", "test_sigkill_fails_open_and_restart_picks_up")
+test_incoming_calls_reach_the_right_phone_after_conntrack_timeout = _lab(
+    "test_registration", "test_incoming_calls_reach_the_right_phone_after_conntrack_timeout")
+test_bye_closes_pinholes_in_kernel = _lab("test_calls", "test_bye_closes_pinholes_in_kernel")
+
+
+# -- what the VM adds
+
+def test_queue_rule_is_the_nft_queue_statement(lab, alg):
+    rules = alg.queue_rules()
+    print("\n".join(rules))
+    st = alg.status()
+    assert st["queue"] == "nft" and st.get("queue_backend", "netlink") == "netlink"   # no C binding in the image
+    assert re.search(r"^nft_queue\s", sh("lsmod").stdout, re.M)
+
+
+OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKt%d\r\n"
+           b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: t%d\r\nCSeq: 1 OPTIONS\r\n"
+           b"Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n")
+
+
+def _through(lab, n):
+    rx = recv_udp(lab, lab.wan, (SERVER, 5060))
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), OPTIONS % (n, n))
+    return received(rx)
+
+
+def test_toggling_enabled_stops_and_restores_the_service(lab, alg):
+    src, payload = _through(lab, 1)
+    assert b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload      # rewritten by the ALG
+    pid = alg.pid
+    # off: uci edit, then the init script's reload
+    uci_set(enabled=0)
+    assert sh("uci", "get", "sipalg.main.enabled").stdout.strip() == "0"
+    sh(INIT, "reload")
+    alg.wait_stopped()
+    assert sh(INIT, "running", check=False).returncode != 0
+    assert "sipalg" not in sh("nft", "list", "tables").stdout                  # its table went with it
+    assert "NFQUEUE" not in sh("iptables-save").stdout
+    assert sh("sipalg", "status", check=False).returncode == 1
+    src, payload = _through(lab, 2)                                              # plain NAT: left alone
+    assert b"Via: SIP/2.0/UDP 10.0.0.2:5060;" in payload
+    # on again: uci edit, then reload_config (what LuCI's apply does), through the reload trigger
+    uci_set(enabled=1)
+    sh("reload_config")
+    alg.wait_running(old_pid=pid)
+    alg.assert_nft_queue()
+    time.sleep(0.5)
+    src, payload = _through(lab, 3)
+    assert src == (ROUTER_WAN, 5060) and b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload
+    # an unchanged `start` leaves the running instance alone (procd semantics)
+    pid = alg.pid
+    sh(INIT, "start")
+    time.sleep(1)
+    assert alg.proc.poll() is None and json.loads(sh("sipalg", "status", "--json").stdout)["pid"] == pid
+    log = alg.log()
+    assert "stopped; table sipalg and queue rules removed" in log, log[-2000:]
+    assert re.search(r"via nft queue", log), log[-2000:]
+
+
+DUMMY = """#!/bin/sh /etc/rc.common
+USE_PROCD=1
+START=99
+start_service() {
+	[ -e /tmp/vmdummy.on ] || return 0
+	procd_open_instance main
+	procd_set_param command /bin/sleep 1000
+	procd_set_param respawn 3600 1 5
+	procd_close_instance
+}
+"""
+
+
+def _dummy_pid():
+    inst = json.loads(sh("/usr/libexec/procd-shim", "list").stdout).get("vmdummy", {}).get("instances", {})
+    return inst.get("main", {}).get("pid") if inst.get("main", {}).get("running") else None
+
+
+def test_procd_emulation_keeps_procds_semantics():
+    """What the init script relies on: start keeps an unchanged running instance, no instance stops it,
+    a signal to a missing instance does nothing, a killed instance respawns."""
+    need_vm()
+    with open("/etc/init.d/vmdummy", "w") as f:
+        f.write(DUMMY)
+    os.chmod("/etc/init.d/vmdummy", 0o755)
+    open("/tmp/vmdummy.on", "w").close()
+    try:
+        sh("/etc/init.d/vmdummy", "start")
+        pid = _dummy_pid()
+        assert pid
+        sh("/etc/init.d/vmdummy", "start")
+        assert _dummy_pid() == pid                                   # unchanged and running: left alone
+        sh("sh", "-c", ". /lib/functions/procd.sh; procd_send_signal vmdummy nosuch HUP; "
+                       "procd_send_signal nosuch main HUP")          # no-ops, no error
+        assert _dummy_pid() == pid
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 20
+        while _dummy_pid() in (None, pid):
+            assert time.monotonic() < deadline, "not respawned"
+            time.sleep(0.2)
+        os.unlink("/tmp/vmdummy.on")
+        sh("/etc/init.d/vmdummy", "start")                           # declares no instance: stopped
+        assert _dummy_pid() is None
+        assert sh("/etc/init.d/vmdummy", "running", check=False).returncode != 0
+    finally:
+        sh("/etc/init.d/vmdummy", "stop", check=False)
+        os.unlink("/etc/init.d/vmdummy")
