@@ -89,10 +89,15 @@ class BindingTable:
 
         Refused when a LAN port lies outside the RTP range or no pair is free.
         """
-        if not (self.in_rtp_range(rtp_port) and self.in_rtp_range(rtcp_port)):
+        lo = self.rtp_lo
+        hi = self.rtp_hi
+        sip = self.sip_ports
+        if not (lo <= rtp_port <= hi and lo <= rtcp_port <= hi
+                and rtp_port not in sip and rtcp_port not in sip):
             return None
-        rtp = self._by_lan.get((lan_ip, rtp_port))
-        rtcp = self._by_lan.get((lan_ip, rtcp_port))
+        by_lan = self._by_lan
+        rtp = by_lan.get((lan_ip, rtp_port))
+        rtcp = by_lan.get((lan_ip, rtcp_port))
         if rtp is not None and rtcp is not None:
             return rtp, rtcp, False
         if rtp is not None or rtcp is not None:
@@ -120,13 +125,19 @@ class BindingTable:
             del self._by_wan[wan_rtp]
             if wan_rtcp is None:
                 return None
-        rtp = self._add(Binding((lan_ip, rtp_port), (self.wan_ip, wan_rtp), RTP, expires))
-        rtcp = self._add(Binding((lan_ip, rtcp_port), (self.wan_ip, wan_rtcp), RTCP, expires))
+        rtp = Binding((lan_ip, rtp_port), (self.wan_ip, wan_rtp), RTP, expires)
+        rtcp = Binding((lan_ip, rtcp_port), (self.wan_ip, wan_rtcp), RTCP, expires)
+        by_wan = self._by_wan
+        by_lan[rtp.lan] = rtp
+        by_wan[wan_rtp] = rtp
+        by_lan[rtcp.lan] = rtcp
+        by_wan[wan_rtcp] = rtcp
         return rtp, rtcp, True
 
     def _pair_free(self, p):
-        return (p not in self._by_wan and p + 1 not in self._by_wan
-                and self.in_rtp_range(p) and self.in_rtp_range(p + 1))
+        by_wan = self._by_wan
+        return (p not in by_wan and p + 1 not in by_wan and self.rtp_lo <= p and p + 1 <= self.rtp_hi
+                and p not in self.sip_ports and p + 1 not in self.sip_ports)
 
     def _free_pair(self, want):
         if self._pair_free(want):

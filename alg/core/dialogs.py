@@ -24,7 +24,7 @@ class MediaLeg:
 
 class Call:
     __slots__ = ("call_id", "phone", "outgoing", "state", "invite_cseq", "legs",
-                 "remote", "tags", "deadline")
+                 "remote", "tags", "deadline", "_key", "_owner")
 
     def __init__(self, call_id, phone, outgoing, invite_cseq):
         self.call_id = call_id
@@ -36,12 +36,14 @@ class Call:
         self.remote = {}            # m= index -> ((ip, rtp port), (ip, rtcp port)) from the far end's SDP
         self.tags = []              # To-tags of confirmed dialogs (forked 2xx make several)
         self.deadline = 0.0
+        self._key = (call_id, phone)
+        self._owner = ("call", call_id, phone)
 
     def key(self):
-        return (self.call_id, self.phone)
+        return self._key
 
     def owner(self):
-        return ("call", self.call_id, self.phone)
+        return self._owner
 
 
 def remote_media(sdp, norm_ip):

@@ -29,15 +29,43 @@ DROP = "drop"
 
 
 class Result:
-    __slots__ = ("payload", "verdict", "actions", "status", "reason", "dnat")
+    __slots__ = ("payload", "verdict", "actions", "status", "_reason", "_notes", "dnat")
 
-    def __init__(self, payload=None, verdict=ACCEPT, actions=None, status=UNCHANGED, reason=""):
+    def __init__(self, payload=None, verdict=ACCEPT, actions=None, status=UNCHANGED, reason="",
+                 notes=None):
         self.payload = payload      # bytes to forward instead, or None
         self.verdict = verdict      # ACCEPT or DROP
         self.actions = actions if actions is not None else []
         self.status = status        # one of the status names above
-        self.reason = reason        # short text for the log: what was rewritten and why
+        self._reason = reason
+        self._notes = notes         # (format, args...) tuples, rendered when reason is read
         self.dnat = None            # IN: (lan_ip, lan_port) the packet goes to, when known
+
+    @property
+    def reason(self):
+        """Short text for the log: what was rewritten and why.
+
+        Built on first read: most packets are never logged in detail."""
+        notes = self._notes
+        if notes is not None:
+            self._notes = None
+            text = "; ".join([_render(n) for n in notes])
+            if text:
+                self._reason = text
+        return self._reason
+
+    @reason.setter
+    def reason(self, text):
+        self._notes = None
+        self._reason = text
+
+
+def _render(note):
+    """A note's text: its format with the arguments (bytes read as ASCII text)."""
+    args = note[1:]
+    if not args:
+        return note[0]
+    return note[0] % tuple([a.decode() if isinstance(a, bytes) else a for a in args])
 
 
 from .actions import (Action, OPEN_BINDING, REFRESH_BINDING, CLOSE_BINDING, OPEN_PINHOLE,
@@ -51,12 +79,15 @@ from .via import top_via, rewrite_sent_by, replace_sent_by, restore_received_rpo
 from .nameaddr import map_header_uris, contacts, map_uri_span
 from .uri import splice
 from .headers import param_span
-from .sdp import parse_sdp, rewrite_sdp
+from .sdp import parse_sdp
 from .multipart import find_sdp_part
 from .registrations import PendingRegister, Registration, granted_expires
 from .dialogs import Call, MediaLeg, EARLY, CONFIRMED, remote_media
 
 STATUSES = (REWRITTEN, UNCHANGED, MALFORMED, KEEPALIVE, DROPPED)
+
+# Headers whose URIs an outbound message may need mapped to the WAN.
+_NAME_ADDR = {b"contact": 1, b"record-route": 1, b"route": 1, b"path": 1, b"from": 1, b"to": 1}
 
 # Methods whose requests and responses carry offer/answer SDP (RFC 3261, 3262, 3311).
 _SDP_METHODS = (b"INVITE", b"ACK", b"UPDATE", b"PRACK")
@@ -89,6 +120,7 @@ class Engine:
         self._pending = {}       # (call_id, cseq) -> PendingRegister
         self.regs = {}           # (call_id, lan) -> Registration
         self.calls = {}          # (call_id, lan ip) -> Call
+        self._lan_cache = {}     # ip text -> inside lan_nets
 
     # ------------------------------------------------------------------ API
 
@@ -156,9 +188,11 @@ class Engine:
     # ------------------------------------------------------------- dispatch
 
     def _handle(self, direction, src, dst, payload, now):
-        ka = classify(payload)
-        if ka is not None:
-            return self._keepalive(ka, direction, src, dst, now)
+        # keep-alives start with CR, NUL or a STUN type byte; SIP with a letter
+        if not payload or payload[0] < 32:
+            ka = classify(payload)
+            if ka is not None:
+                return self._keepalive(ka, direction, src, dst, now)
         try:
             msg = parse_message(payload)
         except MalformedMessage as e:
@@ -180,10 +214,10 @@ class Engine:
     def _finish(self, msg, payload, ctx):
         out = msg.to_bytes()
         if out == payload:
-            res = Result(actions=ctx.actions, status=UNCHANGED,
-                         reason="; ".join(ctx.notes) or "nothing of the sender's to rewrite")
+            res = Result(None, ACCEPT, ctx.actions, UNCHANGED, "nothing of the sender's to rewrite",
+                         ctx.notes)
         else:
-            res = Result(out, actions=ctx.actions, status=REWRITTEN, reason="; ".join(ctx.notes))
+            res = Result(out, ACCEPT, ctx.actions, REWRITTEN, "", ctx.notes)
         res.dnat = ctx.dnat
         return res
 
@@ -210,6 +244,8 @@ class Engine:
         def contact_mapper(ip, port):
             if ip != lan_ip:
                 return None
+            if port == phone[1]:
+                return (wan_ip, binding.wan[1])     # held for this message already
             b = self._signalling((ip, port), ctx)
             return None if b is None else (wan_ip, b.wan[1])
 
@@ -225,23 +261,23 @@ class Engine:
                     if branch:
                         self._txns[branch] = before
                         self.timers.schedule(("t", branch), ctx.now + self.config.transaction_timeout)
-                    ctx.notes.append("Via %s -> %s" % (before.decode(), via.sent_by_bytes().decode()))
+                    ctx.notes.append(("Via %s -> %s", before, via.sent_by_bytes()))
         n = 0
         # IPv4 text is canonical, so a header without the sender's address
         # text can't name it: skip parsing it (IPv6 has many spellings).
         needle = lan_ip.encode() if ":" not in lan_ip else b""
-        for h in msg.headers:
-            k = h.key
-            if needle not in h.raw:
+        i = -1
+        for k in msg._keys:
+            i += 1
+            if k not in _NAME_ADDR or msg.raw_at(i).find(needle) < 0:
                 continue
+            h = msg.header_at(i)
             if k == b"contact":
                 n += map_header_uris(h, contact_mapper)
-            elif k == b"record-route" or k == b"route" or k == b"path" or k == b"from" or k == b"to":
-                c = map_header_uris(h, mapper)
-                if c:
-                    ctx.notes.append("%s %s" % (h.name.decode(), lan_ip))
+            elif map_header_uris(h, mapper):
+                ctx.notes.append(("%s %s", h.name.decode(), lan_ip))
         if n:
-            ctx.notes.append("Contact x%d" % n)
+            ctx.notes.append(("Contact x%d", n))
         method = msg.method if msg.is_request else msg.cseq()[1]
         if msg.is_request and method == b"REGISTER":
             self._register_request(msg, phone, ctx)
@@ -251,11 +287,15 @@ class Engine:
 
     def _signalling(self, lan, ctx):
         """The binding for a LAN ip:port, made if needed; each use keeps it alive."""
-        try:
-            b, created = self.table.bind_signalling(lan, ctx.now, ctx.now + self.config.sip_idle)
-        except ValueError:
-            return None
-        self._hold(b, "idle", ctx.now + self.config.sip_idle, ctx, created)
+        until = ctx.now + self.config.sip_idle
+        b = self.table._by_lan.get(lan)
+        created = False
+        if b is None:
+            try:
+                b, created = self.table.bind_signalling(lan, ctx.now, until)
+            except ValueError:
+                return None
+        self._hold(b, "idle", until, ctx, created)
         return b
 
     # -------------------------------------------------------------- inbound
@@ -282,7 +322,7 @@ class Engine:
             edits = map_uri_span(msg.start_line, us[0], us[1], mapper)
             if edits:
                 new = splice(msg.start_line[us[0]:us[1]], [(s - us[0], e - us[0], r) for s, e, r in edits])
-                ctx.notes.append("Request-URI %s -> %s" % (msg.uri.decode(), new.decode()))
+                ctx.notes.append(("Request-URI %s -> %s", msg.uri.decode(), new.decode()))
                 msg.set_uri(new)
             method = msg.method
             if method == b"OPTIONS" and self.config.answer_keepalives == "options":
@@ -307,9 +347,9 @@ class Engine:
                 self._map_back(msg, b"from", mapper, ctx)
                 after = via.sent_by_bytes()
                 if after != before:
-                    ctx.notes.append("Via %s -> %s" % (before.decode(), after.decode()))
+                    ctx.notes.append(("Via %s -> %s", before.decode(), after.decode()))
                 if restore_received_rport(via, wan_ip, dst[1], binding.lan[0], binding.lan[1]):
-                    ctx.notes.append("received/rport -> %s:%d" % binding.lan)
+                    ctx.notes.append(("received/rport -> %s:%d", binding.lan[0], binding.lan[1]))
             method = msg.cseq()[1]
             if method == b"REGISTER":
                 self._register_response(msg, mapper, ctx)
@@ -320,7 +360,7 @@ class Engine:
     def _map_back(self, msg, key, mapper, ctx):
         h = msg.get(key)
         if h is not None and self.wan_ip.encode() in h.raw and map_header_uris(h, mapper):
-            ctx.notes.append("%s -> LAN" % h.name.decode())
+            ctx.notes.append(("%s -> LAN", h.name.decode()))
 
     # --------------------------------------------------------- registration
 
@@ -329,10 +369,10 @@ class Engine:
         cseq = msg.cseq()[0]
         if call_id is None or cseq is None:
             return
-        eh = msg.get(b"expires")
-        expires = int(eh.value.strip()) if eh is not None and eh.value.strip().isdigit() else None
-        to = msg.get(b"to")
-        p = PendingRegister(call_id, cseq, phone, to.value.strip() if to else b"", expires)
+        ev = msg.value(b"expires")
+        expires = int(ev) if ev is not None and ev.isdigit() else None
+        to = msg.value(b"to")
+        p = PendingRegister(call_id, cseq, phone, to if to is not None else b"", expires)
         for h in msg.get_all(b"contact"):
             for ip, port, exp in contacts(h):
                 if ip == "*":
@@ -359,8 +399,8 @@ class Engine:
         listed = []
         for h in msg.get_all(b"contact"):
             listed.extend(contacts(h))
-        eh = msg.get(b"expires")
-        eh = int(eh.value.strip()) if eh is not None and eh.value.strip().isdigit() else None
+        eh = msg.value(b"expires")
+        eh = int(eh) if eh is not None and eh.isdigit() else None
         if p.remove_all:
             for key in list(self.regs):
                 if key[0] == call_id and key[1][0] == p.phone[0]:
@@ -375,7 +415,7 @@ class Engine:
                 reg = self.regs.pop(key, None)
                 self.timers.cancel(("r", key))
                 self._release_owner(lan, ("reg", call_id, lan), ctx.now, ctx.actions)
-                ctx.notes.append("de-registered %s:%d" % lan)
+                ctx.notes.append(("de-registered %s:%d", lan[0], lan[1]))
                 continue
             secs = min(secs, self.config.max_expires)
             until = ctx.now + secs + self.config.registration_margin
@@ -385,12 +425,12 @@ class Engine:
             b = self.table.lookup_lan(lan)
             if b is not None:
                 self._hold(b, reg.owner(), until, ctx, False)
-            ctx.notes.append("registered %s:%d for %ds" % (lan[0], lan[1], secs))
+            ctx.notes.append(("registered %s:%d for %ds", lan[0], lan[1], secs))
         n = 0
         for h in msg.get_all(b"contact"):
             n += map_header_uris(h, mapper)
         if n:
-            ctx.notes.append("Contact x%d -> LAN" % n)
+            ctx.notes.append(("Contact x%d -> LAN", n))
 
     # -------------------------------------------------------------- dialogs
 
@@ -406,7 +446,7 @@ class Engine:
             if method == b"BYE" or method == b"CANCEL":
                 if call is not None and (method == b"BYE" or call.state == EARLY):
                     self._end_call(call, now, ctx.actions)
-                    ctx.notes.append("%s: call closed" % method.decode())
+                    ctx.notes.append(("%s: call closed", method.decode()))
                 return
             if method == b"INVITE" and call is None:
                 if _to_tag(msg):
@@ -424,7 +464,7 @@ class Engine:
             if method == b"INVITE" and status >= 300:
                 if call.state == EARLY and cseq == call.invite_cseq:
                     self._end_call(call, now, ctx.actions)
-                    ctx.notes.append("%d to INVITE: call closed" % status)
+                    ctx.notes.append(("%d to INVITE: call closed", status))
                 return
             if method == b"INVITE" and 200 <= status < 300:
                 tag = _to_tag(msg)
@@ -475,8 +515,8 @@ class Engine:
             if leg is None:
                 pair = self.table.bind_media(lan_ip, m.port, rtcp_port, ctx.now, deadline)
                 if pair is None:
-                    ctx.notes.append("m=%s %d not bound: outside the RTP range or no free port"
-                                     % (m.media.decode(), m.port))
+                    ctx.notes.append(("m=%s %d not bound: outside the RTP range or no free port",
+                                      m.media.decode(), m.port))
                     continue
                 leg = MediaLeg(m.port, rtcp_port, pair[0], pair[1])
                 call.legs[i] = leg
@@ -491,12 +531,12 @@ class Engine:
                     self._hold(b, call.owner(), deadline, ctx, fresh)
             port_map[m.port] = leg.rtp.wan[1]
             port_map[leg.lan_rtcp] = leg.rtcp.wan[1]
-            ctx.notes.append("m=%s %d -> %d" % (m.media.decode(), m.port, leg.rtp.wan[1]))
+            ctx.notes.append(("m=%s %d -> %d", m.media.decode(), m.port, leg.rtp.wan[1]))
         if not ours:
             return None
-        new = rewrite_sdp(body, lan_ip.encode(), self.wan_ip.encode(), port_map)
+        new = sdp.rewrite(body, lan_ip.encode(), self.wan_ip.encode(), port_map)
         if new != body:
-            ctx.notes.append("SDP %s -> %s" % (lan_ip, self.wan_ip))
+            ctx.notes.append(("SDP %s -> %s", lan_ip, self.wan_ip))
             return new
         return None
 
@@ -518,7 +558,7 @@ class Engine:
         old = b.copy()
         b.remote = remote
         ctx.actions.append(Action(MOVE_PINHOLE, b.copy(), old=old))
-        ctx.notes.append("pinhole %d <- %s:%d" % (b.wan[1], remote[0], remote[1]))
+        ctx.notes.append(("pinhole %d <- %s:%d", b.wan[1], remote[0], remote[1]))
 
     def _drop_leg(self, call, i, ctx):
         leg = call.legs.pop(i)
@@ -526,12 +566,16 @@ class Engine:
             self._release_owner(b.lan, call.owner(), ctx.now, ctx.actions)
 
     def _end_call(self, call, now, actions):
-        self.calls.pop(call.key(), None)
-        self.timers.cancel(("c", call.key()))
-        for i in list(call.legs):
-            leg = call.legs.pop(i)
-            for b in (leg.rtp, leg.rtcp):
-                self._release_owner(b.lan, call.owner(), now, actions)
+        key = call.key()
+        self.calls.pop(key, None)
+        self.timers.cancel(("c", key))
+        legs = call.legs
+        if legs:
+            owner = call.owner()
+            for i in list(legs):
+                leg = legs.pop(i)
+                self._release_owner(leg.rtp.lan, owner, now, actions)
+                self._release_owner(leg.rtcp.lan, owner, now, actions)
 
     def _call_deadline(self, call, deadline, ctx):
         """Move the call's expiry, and its media bindings' with it."""
@@ -547,23 +591,38 @@ class Engine:
 
     def _hold(self, b, owner, deadline, ctx, created):
         """Let owner keep b open until deadline; tell the kernel when that moves it."""
-        owners = self._owners.setdefault(b.lan, {})
-        owners[owner] = deadline
-        until = max(owners.values())
-        media = b.kind != "sip"
+        lan = b.lan
+        owners = self._owners.get(lan)
+        if owners is None:
+            self._owners[lan] = {owner: deadline}
+            until = deadline
+        else:
+            owners[owner] = deadline
+            until = max(owners.values()) if len(owners) > 1 else deadline
         if created:
             b.expires = until
-            ctx.actions.append(Action(OPEN_PINHOLE if media else OPEN_BINDING, b.copy()))
-        elif until > b.expires + _slack(until - ctx.now) or until < b.expires:
-            b.expires = until
-            ctx.actions.append(Action(REFRESH_PINHOLE if media else REFRESH_BINDING, b.copy()))
+            ctx.actions.append(Action(OPEN_PINHOLE if b.kind != "sip" else OPEN_BINDING, b.copy()))
         else:
-            return
-        self.timers.schedule(("b", b.lan), b.expires)
+            expires = b.expires
+            if until < expires:
+                pass
+            elif until > expires:
+                # refresh the kernel only when the expiry moves by a tenth of its span (>= 1 s)
+                slack = (until - ctx.now) / 10
+                if until <= expires + (slack if slack > 1 else 1):
+                    return
+            else:
+                return
+            b.expires = until
+            ctx.actions.append(Action(REFRESH_PINHOLE if b.kind != "sip" else REFRESH_BINDING, b.copy()))
+        # A media binding that only calls hold needs no timer of its own: each
+        # call's timer lets go of it, and the last one closes it (_end_call).
+        if b.kind == "sip" or "restored" in self._owners[lan]:
+            self.timers.schedule(("b", lan), until)
 
     def _release_owner(self, lan, owner, now, actions):
         owners = self._owners.get(lan)
-        b = self.table.lookup_lan(lan)
+        b = self.table._by_lan.get(lan)
         if owners is None or b is None:
             return
         owners.pop(owner, None)
@@ -589,10 +648,19 @@ class Engine:
         actions.append(Action(CLOSE_PINHOLE if b.kind != "sip" else CLOSE_BINDING, b))
 
     def _in_lan(self, ip):
+        try:
+            return self._lan_cache[ip]
+        except KeyError:
+            pass
+        inside = False
         for n in self.lan_nets:
             if ip in n:
-                return True
-        return False
+                inside = True
+                break
+        if len(self._lan_cache) >= 256:     # a few LAN devices repeat; junk must not grow it
+            self._lan_cache.clear()
+        self._lan_cache[ip] = inside
+        return inside
 
     # ----------------------------------------------------------- keep-alive
 
@@ -662,28 +730,43 @@ def _hash(b):
 
 
 def _to_tag(msg):
-    h = msg.get(b"to")
-    if h is None:
+    f = msg.field(b"to")
+    if f is None:
         return None
-    span = param_span(h.raw, h.vstart, h.vend, b"tag")
-    return None if span is None else h.raw[span[0]:span[1]]
+    raw = f[0]
+    span = param_span(raw, f[1], f[2], b"tag")
+    return None if span is None else raw[span[0]:span[1]]
 
 
 def _sdp_span(msg):
     if not msg.body:
         return None
-    ct = msg.get(b"content-type")
+    ct = msg.value(b"content-type")
     if ct is None:
         return None
-    return find_sdp_part(ct.value.strip(), msg.body)
+    if ct == b"application/sdp":
+        return 0, len(msg.body)
+    return find_sdp_part(ct, msg.body)
 
 
 def _length_problem(msg):
     """Why Content-Length disagrees with the datagram, or '' if it doesn't."""
+    keys = msg._keys
+    n = keys.count(b"content-length")
+    if n == 0:
+        return ""
+    if n == 1:
+        v = msg.value(b"content-length")
+        if not v.isdigit():
+            return "Content-Length %r is not a number" % v
+        n = int(v)
+        if n != len(msg.body):
+            return "Content-Length %d but %d body bytes" % (n, len(msg.body))
+        return ""
     seen = None
-    for h in msg.headers:
-        if h.key == b"content-length":
-            v = h.value.strip()
+    for i in range(len(keys)):
+        if keys[i] == b"content-length":
+            v = msg.header_at(i).value.strip()
             if not v.isdigit():
                 return "Content-Length %r is not a number" % v
             n = int(v)
@@ -697,13 +780,20 @@ def _length_problem(msg):
 
 def _set_content_length(msg):
     n = str(len(msg.body)).encode()
-    for h in msg.headers:
-        if h.key == b"content-length":
-            v = h.value
-            i = 0
-            while i < len(v) and v[i] in b" \t":
-                i += 1
-            j = i
-            while j < len(v) and 48 <= v[j] <= 57:
-                j += 1
-            h.set_value(v[:i] + n + v[j:])
+    keys = msg._keys
+    if keys.count(b"content-length") == 1:
+        h = msg.header_at(keys.index(b"content-length"))
+        v = h.value
+        if v[:1] == b" " and v[1:].isdigit():     # the usual "Content-Length: 123"
+            h.set_value(b" " + n)
+            return
+    for h in msg.get_all(b"content-length"):
+        v = h.value
+        i = 0
+        while i < len(v) and (v[i] == 32 or v[i] == 9):
+            i += 1
+        j = i
+        k = len(v)
+        while j < k and 48 <= v[j] <= 57:
+            j += 1
+        h.set_value(v[:i] + n + v[j:])

@@ -41,6 +41,21 @@ def find_outside(buf, start, end, target, angles=True):
     """Index of the byte `target` in buf[start:end] outside "quoted strings"
     (backslash escapes included) and, with angles, outside <...>; else -1.
     """
+    if buf.find(b'"', start, end) < 0:
+        # no quotes: bytes.find, then step over a <...> the hit sits in
+        t = _BYTE[target]
+        i = start
+        while True:
+            c = buf.find(t, i, end)
+            if c < 0 or not angles:
+                return c
+            lt = buf.rfind(b"<", i, c)
+            if lt < 0 or buf.find(b">", lt, c) >= 0:
+                return c
+            gt = buf.find(b">", c, end)
+            if gt < 0:
+                return -1
+            i = gt + 1
     quoted = False
     angle = False
     i = start
@@ -63,6 +78,9 @@ def find_outside(buf, start, end, target, angles=True):
     return -1
 
 
+_BYTE = {44: b",", 59: b";", 60: b"<", 62: b">", 61: b"="}
+
+
 def split_values(buf, start=0, end=None):
     """Spans of the comma-separated elements of a header value.
 
@@ -71,6 +89,9 @@ def split_values(buf, start=0, end=None):
     """
     if end is None:
         end = len(buf)
+    if buf.find(b",", start, end) < 0:
+        s, e = strip_span(buf, start, end)
+        return [(s, e)] if e > s else []
     fast = buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0
     spans = []
     pos = start
@@ -85,6 +106,23 @@ def split_values(buf, start=0, end=None):
         pos = c + 1
 
 
+def first_value_span(buf, start, end):
+    """split_values(buf, start, end)[0], without looking past the first element; or None."""
+    if buf.find(b",", start, end) < 0:
+        s, e = strip_span(buf, start, end)
+        return (s, e) if e > s else None
+    fast = buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0
+    pos = start
+    while True:
+        c = buf.find(b",", pos, end) if fast else find_outside(buf, pos, end, 44)
+        s, e = strip_span(buf, pos, end if c < 0 else c)
+        if e > s:
+            return s, e
+        if c < 0:
+            return None
+        pos = c + 1
+
+
 def param_span(buf, start, end, name):
     """Span of the value of ;name=value (or (pos, pos) for a bare ;name) in buf[start:end].
 
@@ -93,19 +131,31 @@ def param_span(buf, start, end, name):
     Returns None when the parameter is absent.
     """
     lname = name.lower()
-    fast = buf.find(b'"', start, end) < 0 and buf.find(b"<", start, end) < 0
-    i = start
+    n = len(lname)
+    # the name's bytes must be there (in any case) for the parameter to be
+    low = buf[start:end].lower()
+    p = low.find(lname)
+    if p < 0:
+        return None
+    fast = low.find(b'"') < 0 and low.find(b"<") < 0
+    if fast and p > 0 and low[p - 1] == 59:
+        # the first occurrence right after a ';': no earlier parameter can have the name
+        i = start + p - 1
+    elif fast:
+        i = buf.find(b";", start, end)
+    else:
+        i = start
     while True:
-        i = buf.find(b";", i, end) if fast else find_outside(buf, i, end, 59)
+        if not fast:
+            i = find_outside(buf, i, end, 59)
         if i < 0:
             return None
         j = i + 1
         while j < end and buf[j] in WS:
             j += 1
-        k = j
-        while k < end and buf[k] not in b"=; \t\r\n,":
-            k += 1
-        if buf[j:k].lower() == lname:
+        k = j + n
+        # the name matches when its bytes do and a delimiter (or the end) follows
+        if k <= end and (k == end or buf[k] in _NAME_END) and buf[j:k].lower() == lname:
             m = k
             while m < end and buf[m] in WS:
                 m += 1
@@ -119,8 +169,31 @@ def param_span(buf, start, end, name):
                     while v < end and buf[v] != 34:
                         v += 1
                     return (m, min(v + 1, end))
-                while v < end and buf[v] not in b"; \t\r\n,":
-                    v += 1
-                return (m, v)
+                return (m, token_end(buf, v, end))
             return (k, k)
-        i = k
+        if fast:
+            i = buf.find(b";", j, end)
+        else:
+            # quotes or brackets about: resume exactly where the name ends
+            while j < end and buf[j] not in _NAME_END:
+                j += 1
+            i = j
+
+
+_NAME_END = b"=; \t\r\n,"
+
+
+def token_end(buf, v, end):
+    """End of the parameter value starting at v: the first of ; SP HT CR LF , (or end)."""
+    e = buf.find(b";", v, end)
+    if e < 0:
+        e = end
+    if e > v:
+        seg = buf[v:e]
+        # one piece as long as seg: no white space of any kind in it
+        parts = seg.split()
+        if len(parts) != 1 or len(parts[0]) != e - v or seg.find(b",") >= 0:
+            while v < e and buf[v] not in b" \t\r\n,":
+                v += 1
+            return v
+    return e

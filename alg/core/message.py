@@ -1,9 +1,13 @@
 """SIP message model that never loses a byte.
 
-A message is its start line, a list of header fields (each with its exact
-raw bytes, folded continuation lines and line ends included), the empty
-line, and the body.  Rewriting replaces one header's value or the body;
+A message is its start line, its header fields (each with its exact raw
+bytes, folded continuation lines and line ends included), the empty line,
+and the body.  Rewriting replaces one header's value or the body;
 everything else is emitted as it came in.
+
+Parsing only splits the header block into lines and notes each line's
+canonical name: a Header object is built when a header is asked for, so
+the dozen headers nobody looks at cost no more than a slice each.
 """
 
 from .headers import COMPACT
@@ -16,20 +20,23 @@ class MalformedMessage(ValueError):
 class Header:
     """One header field: `raw` is exactly what was on the wire."""
 
-    __slots__ = ("name", "key", "raw", "vstart", "vend")
+    __slots__ = ("key", "raw", "vstart", "vend")
 
-    def __init__(self, raw, colon):
+    def __init__(self, raw, colon, key=None):
         # raw always ends in LF here (the parser and builders make sure of it)
         self.raw = raw
-        # "Via : x" is legal: white space may sit before the colon.
-        name = raw[:colon].rstrip(b" \t")
-        self.name = name
-        key = name.lower()
-        if len(key) == 1:
-            key = COMPACT.get(key, key)
+        if key is None:
+            key = raw[:colon].rstrip(b" \t").lower()
+            if len(key) == 1:
+                key = COMPACT.get(key, key)
         self.key = key
         self.vstart = colon + 1
-        self.vend = len(raw) - (2 if raw[-2:] == b"\r\n" else 1)
+        self.vend = len(raw) - (2 if raw[-2] == 13 else 1)
+
+    @property
+    def name(self):
+        """The name as written ("Via : x" is legal: white space may sit before the colon)."""
+        return self.raw[:self.vstart - 1].rstrip(b" \t")
 
     @property
     def value(self):
@@ -45,22 +52,86 @@ class Header:
 
 
 class Message:
-    __slots__ = ("start_line", "headers", "blank", "body", "is_request",
-                 "method", "uri", "version", "status", "_uri_span", "_first")
+    """A parsed message.  _raws[i] is header i's bytes without its final LF,
+    _keys[i] its canonical lower-case name; _objs holds the Header objects
+    made so far (index -> Header), which own their bytes from then on."""
+
+    __slots__ = ("start_line", "blank", "body", "is_request", "method", "uri", "version",
+                 "status", "_uri_span", "_raws", "_keys", "_objs", "_cseq")
+
+    @property
+    def headers(self):
+        """Every header field as a Header, in order."""
+        return [self.header_at(i) for i in range(len(self._keys))]
+
+    def header_at(self, i):
+        h = self._objs.get(i)
+        if h is None:
+            raw = self._raws[i] + b"\n"
+            h = Header(raw, raw.find(b":"), self._keys[i])
+            self._objs[i] = h
+        return h
+
+    def raw_at(self, i):
+        """Header i's current bytes (without the final LF)."""
+        h = self._objs.get(i)
+        return self._raws[i] if h is None else h.raw[:-1]
 
     def to_bytes(self):
-        parts = [self.start_line]
-        for h in self.headers:
-            parts.append(h.raw)
-        parts.append(self.blank)
-        parts.append(self.body)
-        return b"".join(parts)
+        raws = self._raws
+        if not raws:
+            return self.start_line + self.blank + self.body
+        objs = self._objs
+        if objs:
+            raws = raws[:]
+            for i in objs:
+                raws[i] = objs[i].raw[:-1]
+        return b"".join((self.start_line, b"\n".join(raws), b"\n", self.blank, self.body))
 
     def get(self, key):
-        return self._first.get(key)
+        """The first header named key (canonical lower-case name), or None."""
+        try:
+            i = self._keys.index(key)
+        except ValueError:
+            return None
+        return self.header_at(i)
+
+    def value(self, key):
+        """The first header named key's value, stripped of white space; None if absent.
+
+        Reads the line without making a Header of it."""
+        try:
+            i = self._keys.index(key)
+        except ValueError:
+            return None
+        h = self._objs.get(i)
+        if h is not None:
+            return h.value.strip()
+        raw = self._raws[i]
+        return raw[raw.find(b":") + 1:].strip()
 
     def get_all(self, key):
-        return [h for h in self.headers if h.key == key]
+        keys = self._keys
+        n = keys.count(key)
+        if n < 2:
+            return [self.header_at(keys.index(key))] if n else []
+        return [self.header_at(i) for i in range(len(keys)) if keys[i] == key]
+
+    def count(self, key):
+        return self._keys.count(key)
+
+    def field(self, key):
+        """(raw, vstart, vend) of the first header named key, or None: its bytes
+        (line end included) and where its value sits, without making a Header."""
+        try:
+            i = self._keys.index(key)
+        except ValueError:
+            return None
+        h = self._objs.get(i)
+        if h is not None:
+            return h.raw, h.vstart, h.vend
+        raw = self._raws[i]
+        return raw, raw.find(b":") + 1, len(raw) - (1 if raw[-1:] == b"\r" else 0)
 
     def set_uri(self, uri):
         """Replace the Request-URI, keeping the rest of the request line."""
@@ -71,26 +142,47 @@ class Message:
 
     def cseq(self):
         """(number, method) from CSeq, or (None, None)."""
-        h = self.get(b"cseq")
-        if h is None:
-            return None, None
-        parts = h.value.split()
-        if len(parts) != 2 or not parts[0].isdigit():
-            return None, None
-        return int(parts[0]), parts[1].upper()
+        c = self._cseq
+        if c is None:
+            c = (None, None)
+            v = self.value(b"cseq")
+            if v is not None:
+                parts = v.split()
+                if len(parts) == 2 and parts[0].isdigit():
+                    c = (int(parts[0]), parts[1].upper())
+            self._cseq = c
+        return c
 
     def call_id(self):
-        h = self.get(b"call-id")
-        return None if h is None else h.value.strip()
+        return self.value(b"call-id")
+
+
+# Start lines repeat ("SIP/2.0 200 OK", a phone's INVITE to its proxy): what one
+# says is kept by its bytes.
+_START = {}
+_CACHE_MAX = 128
+
+
+def _start_line(msg, line):
+    known = _START.get(line)
+    if known is None:
+        _parse_start_line(msg, line)      # raises for a bad one, which is not kept
+        known = (msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg._uri_span)
+        if len(_START) >= _CACHE_MAX:
+            _START.clear()
+        _START[line] = known
+        return
+    msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg._uri_span = known
 
 
 def _parse_start_line(msg, line):
     text = line.rstrip(b"\r\n")
-    if text[:8] == b"SIP/2.0 " or text[:8].upper() == b"SIP/2.0 ":
+    c = text[:1]
+    if text[:8] == b"SIP/2.0 " or ((c == b"S" or c == b"s") and text[:8].upper() == b"SIP/2.0 "):
         msg.is_request = False
         rest = text[8:]
         code = rest[:3]
-        if len(code) != 3 or not code.isdigit() or (len(rest) > 3 and rest[3:4] != b" "):
+        if len(code) != 3 or not code.isdigit() or (len(rest) > 3 and rest[3] != 32):
             raise MalformedMessage("bad status line")
         msg.status = int(code)
         msg.version = text[:7]
@@ -103,10 +195,10 @@ def _parse_start_line(msg, line):
     if sp1 <= 0 or sp2 <= sp1 + 1:
         raise MalformedMessage("bad request line")
     version = text[sp2 + 1:]
-    if version.upper() != b"SIP/2.0":
+    if version != b"SIP/2.0" and version.upper() != b"SIP/2.0":
         raise MalformedMessage("not SIP/2.0")
     uri = text[sp1 + 1:sp2]
-    if b" " in uri or b":" not in uri:
+    if uri.find(b" ") >= 0 or uri.find(b":") < 0:
         raise MalformedMessage("bad Request-URI")
     msg.is_request = True
     msg.method = text[:sp1]
@@ -128,50 +220,87 @@ def parse_message(data):
     if nl < 0:
         raise MalformedMessage("no line end")
     msg = Message()
-    msg.start_line = data[:nl + 1]
-    _parse_start_line(msg, msg.start_line)
-    # The header block ends at the first empty line (CRLF or bare LF).
+    start_line = data[:nl + 1]
+    msg.start_line = start_line
+    _start_line(msg, start_line)
+    # The header block ends at the first empty line (CRLF or bare LF); searching
+    # from the start line's LF finds an empty block too.
     pos = nl + 1
-    if data[pos:pos + 2] == b"\r\n" or data[pos:pos + 1] == b"\n":
-        end = pos
-    else:
-        a = data.find(b"\n\r\n", pos)
-        b = data.find(b"\n\n", pos)
-        if a < 0 and b < 0:
+    a = data.find(b"\n\r\n", nl)
+    raws = None
+    if a >= pos:
+        # CRLF ends the block unless a bare LF line comes first: that shows
+        # as an empty line inside it, which min() below finds
+        end = a + 1
+        block = data[pos:a]
+        raws = block.split(b"\n")
+        first = min(raws)
+        if not first:
+            raws = None
+    if raws is None:
+        b = data.find(b"\n\n", nl, a + 1 if a >= 0 else len(data))
+        if b >= 0:
+            end = b + 1
+        elif a >= 0:
+            end = a + 1
+        else:
             raise MalformedMessage("no empty line after headers")
-        end = (a if b < 0 or (0 <= a < b) else b) + 1
-    headers = []
-    lines = data[pos:end].split(b"\n")
-    lines.pop()                                 # after the last line end
-    cur = None
-    for line in lines:
-        first = line[:1]
-        if first == b" " or first == b"\t":  # folded continuation of the header above
-            if cur is None:
-                raise MalformedMessage("continuation line before any header")
-            cur.append(line)
-            continue
-        colon = line.find(b":")
-        if colon <= 0:
-            raise MalformedMessage("header line without a name")
-        if cur is not None:
-            headers.append(_header(cur))
-        cur = [line, colon]
-    if cur is not None:
-        headers.append(_header(cur))
-    msg.headers = headers
-    first = {}
-    for h in reversed(headers):
-        first[h.key] = h
-    msg._first = first
+        if end > pos:
+            block = data[pos:end - 1]          # without the last header's LF
+            raws = block.split(b"\n")
+            first = min(raws)
+    if end > pos:
+        # a continuation line starts with SP or HT: the smallest line shows it
+        if first[0] <= 32:
+            raws, keys = _folded(raws)
+        else:
+            keys = []
+            compact = COMPACT
+            # one lower() for the whole block: the names are sliced from its lines
+            for low in block.lower().split(b"\n"):
+                colon = low.find(b":")
+                if colon <= 1:
+                    if colon <= 0:
+                        raise MalformedMessage("header line without a name")
+                    key = low[:1]
+                    key = compact.get(key, key)
+                else:
+                    key = low[:colon]
+                    if key[-1] <= 32:
+                        key = key.rstrip(b" \t")
+                        if len(key) == 1:
+                            key = compact.get(key, key)
+                keys.append(key)
+    else:
+        raws = []
+        keys = []
+    msg._raws = raws
+    msg._keys = keys
+    msg._objs = {}
+    msg._cseq = None
     blank_end = data.find(b"\n", end) + 1
     msg.blank = data[end:blank_end]
     msg.body = data[blank_end:]
     return msg
 
 
-def _header(parts):
-    """A Header from its line(s): [first line, colon offset, continuation lines...]."""
-    if len(parts) == 2:
-        return Header(parts[0] + b"\n", parts[1])
-    return Header(b"\n".join([parts[0]] + parts[2:]) + b"\n", parts[1])
+def _folded(lines):
+    """(raws, keys) for header lines with folded continuation lines."""
+    raws = []
+    keys = []
+    for line in lines:
+        first = line[:1]
+        if first == b" " or first == b"\t":
+            if not raws:
+                raise MalformedMessage("continuation line before any header")
+            raws[-1] = raws[-1] + b"\n" + line
+            continue
+        colon = line.find(b":")
+        if colon <= 0:
+            raise MalformedMessage("header line without a name")
+        key = line[:colon].rstrip(b" \t").lower()
+        if len(key) == 1:
+            key = COMPACT.get(key, key)
+        raws.append(line)
+        keys.append(key)
+    return raws, keys

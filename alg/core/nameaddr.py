@@ -6,13 +6,25 @@ Display names, user parts, URI and header parameters are left as they are.
 """
 
 from .headers import split_values, param_span, LIST_HEADERS
-from .uri import uri_span, uri_hostport, host_ip, port_of, hostport_edits, splice
+from .uri import uri_span, uri_hostport, host_ip, port_of, hostport_edits, splice, format_host
+
+# A device writes the same Contact, Route... into message after message, so
+# what a header value holds is kept by value (separately for list headers,
+# which split at commas): [(host_port_span, ip, port, written_port, default_port)]
+# for each URI whose host is an IP address, spans relative to the value.
+_LISTED = {}
+_SINGLE = {}
+_CACHE_MAX = 128
 
 
 def default_port(buf, start):
     """5061 for sips:, 5060 otherwise (RFC 3261 19.1.2)."""
-    while buf[start:start + 1] in (b" ", b"\t"):
+    c = buf[start:start + 1]
+    while c == b" " or c == b"\t":
         start += 1
+        c = buf[start:start + 1]
+    if c != b"s" and c != b"S":
+        return 5060
     return 5061 if buf[start:start + 5].lower() == b"sips:" else 5060
 
 
@@ -39,22 +51,60 @@ def map_uri_span(buf, start, end, mapper):
     return hostport_edits(buf, hp, new[0], new[1], dport)
 
 
-def map_header_uris(header, mapper):
-    """Rewrite every URI in header whose host:port mapper translates; returns how many."""
-    raw = header.raw
-    edits = []
-    count = 0
-    for s, e in elements(header):
-        if raw[s:e] == b"*":          # Contact: * (remove all bindings)
+def _uri_hosts(header):
+    """The IP-host URIs of header's value (see _LISTED), from the cache when seen before."""
+    vs = header.vstart
+    value = header.raw[vs:header.vend]
+    cache = _LISTED if header.key in LIST_HEADERS else _SINGLE
+    found = cache.get(value)
+    if found is not None:
+        return found
+    found = []
+    spans = split_values(value) if cache is _LISTED else [(0, len(value))]
+    for s, e in spans:
+        if e - s == 1 and value[s] == 42:          # Contact: * (remove all bindings)
             continue
-        us = uri_span(raw, s, e)
+        us = uri_span(value, s, e)
         if us is None:
             continue
-        ed = map_uri_span(raw, us[0], us[1], mapper)
-        if ed:
-            count += 1
-            edits.extend(ed)
+        hp = uri_hostport(value, us[0], us[1])
+        if hp is None:
+            continue
+        ip = host_ip(value, hp[0], hp[1])
+        if ip is None:
+            continue
+        dport = default_port(value, us[0])
+        port = port_of(value, hp[2], hp[3])
+        found.append((hp, ip, dport if port is None else port, port, dport))
+    if len(cache) >= _CACHE_MAX:
+        cache.clear()
+    cache[value] = found
+    return found
+
+
+def map_header_uris(header, mapper):
+    """Rewrite every URI in header whose host:port mapper translates; returns how many."""
+    hosts = _uri_hosts(header)
+    if not hosts:
+        return 0
+    vs = header.vstart
+    edits = []
+    count = 0
+    for hp, ip, port, written, dport in hosts:
+        new = mapper(ip, port)
+        if new is None:
+            continue
+        count += 1
+        hs, he, ps, pe = hp
+        edits.append((vs + hs, vs + he, format_host(new[0])))
+        # the port is written only if it was before or differs from the default
+        if ps >= 0:
+            if written != new[1]:
+                edits.append((vs + ps, vs + pe, str(new[1]).encode()))
+        elif new[1] != dport:
+            edits.append((vs + he, vs + he, b":" + str(new[1]).encode()))
     if edits:
+        raw = header.raw
         new = splice(raw, edits)
         header.vend += len(new) - len(raw)
         header.raw = new

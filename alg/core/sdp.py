@@ -3,13 +3,23 @@
 Only c=, o=, m= and a=rtcp: (RFC 3605) are read or rewritten; every other
 line, ICE candidates above all, keeps its bytes.  Each line keeps its own
 line end (CRLF or bare LF).
+
+Parsing finds those lines with bytes.find rather than walking every line,
+and notes where each rewritable address or port sits, so a rewrite is a
+splice of the parsed body with no second pass.
 """
 
 DIRECTIONS = (b"sendrecv", b"sendonly", b"recvonly", b"inactive")
 
+# What a noted span holds (see SessionDescription.spans).
+_ADDR = 0       # an address: replaced when it is the old address
+_PORT = 1       # a port (never 0 in m=): replaced when port_map has it
+_LINE = 2       # a line with odd spacing: _rewrite_line decides
+
 
 class MediaDescription:
-    __slots__ = ("media", "port", "nports", "proto", "conn", "rtcp_port", "rtcp_addr", "direction")
+    __slots__ = ("media", "port", "nports", "proto", "conn", "rtcp_port", "rtcp_addr",
+                 "_direction", "_sd", "_pos")
 
     def __init__(self):
         self.media = b""
@@ -19,17 +29,105 @@ class MediaDescription:
         self.conn = None
         self.rtcp_port = None
         self.rtcp_addr = None
-        self.direction = None
+        self._direction = None
+        self._sd = None         # the SessionDescription, which reads directions on demand
+        self._pos = 0           # offset of the m= line in the body
+
+    @property
+    def direction(self):
+        if self._sd is not None:
+            self._sd._read_directions()
+        return self._direction
+
+    @direction.setter
+    def direction(self, value):
+        if self._sd is not None:
+            self._sd._read_directions()
+        self._direction = value
 
 
 class SessionDescription:
-    __slots__ = ("origin_addr", "conn", "media", "direction")
+    __slots__ = ("origin_addr", "conn", "media", "_direction", "spans", "_body")
 
     def __init__(self):
         self.origin_addr = None
         self.conn = None
         self.media = []
-        self.direction = b"sendrecv"
+        self._direction = b"sendrecv"
+        # (line offset, [(start, end, kind, value)]): each rewritable address
+        # or port, in body order, relative to its line; kind _LINE marks a
+        # whole line to rewrite the slow way
+        self.spans = []
+        self._body = None       # set while the a=<direction> lines are unread
+
+    @property
+    def direction(self):
+        self._read_directions()
+        return self._direction
+
+    @direction.setter
+    def direction(self, value):
+        self._read_directions()
+        self._direction = value
+
+    def _read_directions(self):
+        """Session and media directions (a=sendrecv...), read only when asked for."""
+        body = self._body
+        if body is None:
+            return
+        self._body = None
+        found = []
+        for d in DIRECTIONS:
+            tag = b"\na=" + d
+            i = body.find(tag)
+            while i >= 0:
+                end = i + len(tag)
+                rest = body[end:end + 2]
+                if rest == b"" or rest == b"\r" or rest[:1] == b"\n" or rest == b"\r\n":
+                    found.append((i, d))
+                i = body.find(tag, i + 3)
+        found.sort()
+        media = self.media
+        k = -1
+        for pos, d in found:
+            while k + 1 < len(media) and media[k + 1]._pos < pos:
+                k += 1
+            if k < 0:
+                self._direction = d
+            else:
+                media[k]._direction = d
+        for md in media:
+            md._sd = None
+            if md._direction is None:
+                md._direction = self._direction
+
+    def rewrite(self, body, old_addr, new_addr, port_map):
+        """rewrite_sdp() for the body this was parsed from, splicing the noted spans."""
+        out = []
+        pos = 0
+        for line_at, spans in self.spans:
+            for s, e, kind, value in spans:
+                if kind == _ADDR:
+                    if value != old_addr and not _same_addr(value, old_addr):
+                        continue
+                    new = new_addr
+                elif kind == _PORT:
+                    new = port_map.get(value)
+                    if new is None:
+                        continue
+                    new = str(new).encode()
+                else:
+                    text = body[line_at + s:line_at + e]
+                    new = _rewrite_line(text, old_addr, new_addr, port_map)
+                    if new == text:
+                        continue
+                out.append(body[pos:line_at + s])
+                out.append(new)
+                pos = line_at + e
+        if not out:
+            return body
+        out.append(body[pos:])
+        return b"".join(out)
 
 
 def _conn_addr(line):
@@ -44,56 +142,123 @@ def _int(b):
     return int(b) if b.isdigit() else None
 
 
+# Line starts the parser looks for; the first line is always v=, so every
+# other line begins right after a LF.
+_MARKS = ((b"\nm=", 0), (b"\nc=", 1), (b"\no=", 2), (b"\na=rtcp:", 3))
+
+
+def _offset(parts, k):
+    """Offset of parts[k] in b" ".join(parts)."""
+    n = 0
+    for j in range(k):
+        n += len(parts[j]) + 1
+    return n
+
+
+# Phones repeat their c=, m= (and within a call o=) lines, so what a line
+# says is kept by its bytes: (kind, values, spans relative to the line).
+_LINES = {}
+_CACHE_MAX = 256
+
+
+def _read_line(kind, line):
+    """(kind, values, spans) for one c=/o=/m=/a=rtcp: line (see parse_sdp)."""
+    # Tokens are split at any white space here, but the rewrite splits at SP
+    # and HT only: where a line is not single-spaced, it goes the slow way.
+    rest = line[7:] if kind == 3 else line[2:]
+    parts = rest.split()
+    plain = b" ".join(parts) == rest
+    spans = [] if plain else [(0, len(line), _LINE, None)]
+    end = len(line)
+    if kind == 0:
+        if len(parts) < 3:
+            return (kind, "bad m= line: %r" % line, spans)
+        port = parts[1].split(b"/")
+        if not port[0].isdigit():
+            return (kind, "bad m= port: %r" % line, spans)
+        p = int(port[0])
+        nports = int(port[1]) if len(port) > 1 and port[1].isdigit() else 1
+        if plain and p:
+            a = 3 + len(parts[0])
+            spans.append((a, a + len(port[0]), _PORT, p))
+        return (kind, (parts[0], p, nports, parts[2]), spans)
+    if kind == 1:
+        addr = parts[2].split(b"/")[0] if len(parts) >= 3 else None
+        if plain and addr is not None:
+            a = end - len(parts[2]) if len(parts) == 3 else 2 + _offset(parts, 2)
+            spans.append((a, a + len(addr), _ADDR, addr))
+        return (kind, addr, spans)
+    if kind == 2:
+        addr = parts[5] if len(parts) >= 6 else None
+        if plain and addr is not None:
+            a = end - len(addr) if len(parts) == 6 else 2 + _offset(parts, 5)
+            spans.append((a, a + len(addr), _ADDR, addr))
+        return (kind, addr, spans)
+    port = _int(parts[0]) if parts else None
+    addr = parts[2] if len(parts) >= 3 else None
+    if plain and parts:
+        if port is not None:
+            spans.append((7, 7 + len(parts[0]), _PORT, port))
+        if len(parts) >= 4:
+            a = 7 + _offset(parts, 3)
+            spans.append((a, a + len(parts[3]), _ADDR, parts[3]))
+    return (kind, (port, addr), spans)
+
+
 def parse_sdp(body):
+    """The SDP's addresses and ports, and where the rewritable ones sit."""
     if body[:2] != b"v=":
         raise ValueError("not SDP: body does not start with v=")
+    marks = []
+    for tag, kind in _MARKS:
+        i = body.find(tag)
+        while i >= 0:
+            marks.append((i + 1, kind))
+            i = body.find(tag, i + 3)
+    marks.sort()
     s = SessionDescription()
+    s._body = body
+    spans = s.spans
+    media = s.media
+    lines = _LINES
     m = None
-    for line in body.split(b"\n"):
-        if line[-1:] == b"\r":
-            line = line[:-1]
-        k = line[:2]
-        if k == b"m=":
+    for pos, kind in marks:
+        end = body.find(b"\n", pos)
+        if end < 0:
+            end = len(body)
+        if end > pos and body[end - 1] == 13:
+            end -= 1
+        line = body[pos:end]
+        known = lines.get(line)
+        if known is None or known[0] != kind:
+            known = _read_line(kind, line)
+            if len(lines) >= _CACHE_MAX:
+                lines.clear()
+            lines[line] = known
+        values = known[1]
+        if kind == 0:
+            if isinstance(values, str):
+                raise ValueError(values)
             m = MediaDescription()
-            parts = line[2:].split()
-            if len(parts) < 3:
-                raise ValueError("bad m= line: %r" % line)
-            m.media = parts[0]
-            port = parts[1].split(b"/")
-            if _int(port[0]) is None:
-                raise ValueError("bad m= port: %r" % line)
-            m.port = int(port[0])
-            if len(port) > 1 and _int(port[1]) is not None:
-                m.nports = int(port[1])
-            m.proto = parts[2]
+            m.media, m.port, m.nports, m.proto = values
             m.conn = s.conn
-            s.media.append(m)
-        elif k == b"c=":
-            addr = _conn_addr(line)
+            m._sd = s
+            m._pos = pos
+            media.append(m)
+        elif kind == 1:
             if m is None:
-                s.conn = addr
+                s.conn = values
             else:
-                m.conn = addr
-        elif k == b"o=":
-            parts = line[2:].split()
-            if len(parts) >= 6:
-                s.origin_addr = parts[5]
-        elif k == b"a=":
-            attr = line[2:]
-            if attr[:5] == b"rtcp:" and m is not None:
-                parts = attr[5:].split()
-                if parts and _int(parts[0]) is not None:
-                    m.rtcp_port = int(parts[0])
-                    if len(parts) >= 3:
-                        m.rtcp_addr = parts[2]
-            elif attr in DIRECTIONS:
-                if m is None:
-                    s.direction = attr
-                else:
-                    m.direction = attr
-    for md in s.media:
-        if md.direction is None:
-            md.direction = s.direction
+                m.conn = values
+        elif kind == 2:
+            if values is not None:
+                s.origin_addr = values
+        elif m is not None and values[0] is not None:
+            m.rtcp_port = values[0]
+            if values[1] is not None:
+                m.rtcp_addr = values[1]
+        if known[2]:
+            spans.append((pos, known[2]))
     return s
 
 
@@ -169,20 +334,8 @@ def rewrite_sdp(body, old_addr, new_addr, port_map):
     """body with old_addr -> new_addr in c=/o=/a=rtcp and m=/a=rtcp ports mapped.
 
     Hold (c= 0.0.0.0) and port 0 never match; a=candidate lines are never
-    looked at.  Returns body itself when nothing changed.
+    looked at.  Returns body itself when nothing changed.  ValueError when
+    body is not SDP (see parse_sdp); a parsed body rewrites with
+    SessionDescription.rewrite without being read twice.
     """
-    lines = body.split(b"\n")
-    changed = False
-    for i in range(len(lines)):
-        line = lines[i]
-        k = line[:2]
-        if k == b"c=" or k == b"o=" or k == b"m=" or line[:7] == b"a=rtcp:":
-            cr = line[-1:] == b"\r"
-            text = line[:-1] if cr else line
-            new = _rewrite_line(text, old_addr, new_addr, port_map)
-            if new != text:
-                lines[i] = new + b"\r" if cr else new
-                changed = True
-    if not changed:
-        return body
-    return b"\n".join(lines)
+    return parse_sdp(body).rewrite(body, old_addr, new_addr, port_map)

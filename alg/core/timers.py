@@ -3,8 +3,17 @@
 A binary heap of (deadline, seq, key) with lazy deletion: rescheduling or
 cancelling a key only updates a dict, and stale heap entries are skipped
 when they surface (and swept out when they outnumber the live ones).
-Implemented here because MicroPython's heapq differs between ports.
+Entries compare as tuples; seq is unique, so keys are never compared.
+CPython's heapq does the sifting in C; MicroPython's heapq differs between
+ports, so there the heap is sifted here.
 """
+
+import sys
+
+if sys.implementation.name == "cpython":
+    from heapq import heappush as _heappush, heappop as _heappop, heapify as _heapify
+else:
+    _heappush = _heappop = _heapify = None
 
 
 class Timers:
@@ -22,10 +31,16 @@ class Timers:
 
     def schedule(self, key, when):
         """Set key's deadline, replacing any earlier one."""
-        self._seq += 1
-        self._live[key] = (when, self._seq)
-        self._push((when, self._seq, key))
-        if len(self._heap) > 2 * len(self._live) + 64:
+        seq = self._seq + 1
+        self._seq = seq
+        live = self._live
+        live[key] = (when, seq)
+        heap = self._heap
+        if _heappush is not None:
+            _heappush(heap, (when, seq, key))
+        else:
+            _push(heap, (when, seq, key))
+        if len(heap) > 2 * len(live) + 64:
             self._rebuild()
 
     def cancel(self, key):
@@ -38,66 +53,73 @@ class Timers:
     def due(self, now):
         """Remove and return the keys whose deadline is <= now, earliest first."""
         out = []
+        heap = self._heap
         while True:
             self._drop_stale()
-            if not self._heap or self._heap[0][0] > now:
+            if not heap or heap[0][0] > now:
                 return out
-            when, seq, key = self._pop()
+            when, seq, key = _heappop(heap) if _heappop is not None else _pop(heap)
             del self._live[key]
             out.append(key)
 
     # -- heap internals
 
-    def _stale(self, entry):
-        live = self._live.get(entry[2])
-        return live is None or live[1] != entry[1]
-
     def _drop_stale(self):
         heap = self._heap
-        while heap and self._stale(heap[0]):
-            self._pop()
+        live = self._live
+        while heap:
+            top = heap[0]
+            entry = live.get(top[2])
+            if entry is not None and entry[1] == top[1]:
+                return
+            if _heappop is not None:
+                _heappop(heap)
+            else:
+                _pop(heap)
 
     def _rebuild(self):
-        self._heap = []
-        for key in self._live:
-            when, seq = self._live[key]
-            self._push((when, seq, key))
+        live = self._live
+        heap = []
+        for key in live:
+            when, seq = live[key]
+            heap.append((when, seq, key))
+        if _heapify is not None:
+            _heapify(heap)
+        else:
+            heap.sort()
+        self._heap = heap
 
-    def _push(self, entry):
-        heap = self._heap
-        heap.append(entry)
-        i = len(heap) - 1
-        while i > 0:
-            parent = (i - 1) >> 1
-            if _less(entry, heap[parent]):
-                heap[i] = heap[parent]
-                i = parent
+
+def _push(heap, entry):
+    heap.append(entry)
+    i = len(heap) - 1
+    while i > 0:
+        parent = (i - 1) >> 1
+        p = heap[parent]
+        if entry < p:
+            heap[i] = p
+            i = parent
+        else:
+            break
+    heap[i] = entry
+
+
+def _pop(heap):
+    top = heap[0]
+    last = heap.pop()
+    n = len(heap)
+    if n:
+        i = 0
+        while True:
+            child = 2 * i + 1
+            if child >= n:
+                break
+            if child + 1 < n and heap[child + 1] < heap[child]:
+                child += 1
+            if heap[child] < last:
+                heap[i] = heap[child]
+                i = child
             else:
                 break
-        heap[i] = entry
-
-    def _pop(self):
-        heap = self._heap
-        top = heap[0]
-        last = heap.pop()
-        n = len(heap)
-        if n:
-            i = 0
-            while True:
-                child = 2 * i + 1
-                if child >= n:
-                    break
-                if child + 1 < n and _less(heap[child + 1], heap[child]):
-                    child += 1
-                if _less(heap[child], last):
-                    heap[i] = heap[child]
-                    i = child
-                else:
-                    break
-            heap[i] = last
-        return top
-
-
-def _less(a, b):
-    # never compare keys: (when, seq) is unique
-    return a[0] < b[0] or (a[0] == b[0] and a[1] < b[1])
+        heap[i] = last
+    return top

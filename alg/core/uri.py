@@ -11,6 +11,11 @@ from .headers import WS, find_outside
 _HOST_END = b":;?>, \t\r\n"
 
 
+# Bytes a host token may hold, and port digits: lstrip() runs over them in C.
+_HOST_CHARS = bytes([c for c in range(256) if c not in _HOST_END])
+_DIGITS = b"0123456789"
+
+
 def _host_port_at(buf, i, end):
     """(hs, he, ps, pe) of host[:port] starting at i; ps == pe == -1 when no port."""
     if i < end and buf[i] == 91:                   # '[' IPv6 reference
@@ -18,19 +23,17 @@ def _host_port_at(buf, i, end):
         if close < 0:
             return None
         hs, he = i, close + 1
+        rest = buf[he:end]
     else:
         hs = i
-        he = i
-        while he < end and buf[he] not in _HOST_END:
-            he += 1
+        rest = buf[i:end].lstrip(_HOST_CHARS)
+        he = end - len(rest)
     if he == hs:
         return None
     ps = pe = -1
-    if he < end and buf[he] == 58:                 # ':'
+    if rest[:1] == b":":
         ps = he + 1
-        pe = ps
-        while pe < end and 48 <= buf[pe] <= 57:
-            pe += 1
+        pe = end - len(rest[1:].lstrip(_DIGITS))
         if pe == ps:
             return None
     return hs, he, ps, pe
@@ -110,7 +113,10 @@ def splice(buf, edits):
     """Apply (start, end, replacement) edits, which must not overlap."""
     if not edits:
         return buf
-    edits.sort(key=lambda e: e[0])
+    if len(edits) == 1:
+        s, e, rep = edits[0]
+        return buf[:s] + rep + buf[e:]
+    edits.sort(key=_first)
     out = []
     pos = 0
     for s, e, rep in edits:
@@ -119,6 +125,10 @@ def splice(buf, edits):
         pos = e
     out.append(buf[pos:])
     return b"".join(out)
+
+
+def _first(edit):
+    return edit[0]
 
 
 def hostport_edits(buf, span, new_ip, new_port, default_port):
