@@ -18,15 +18,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FILES = os.path.join(ROOT, "openwrt", "sipalg", "files")
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 from conftest import need  # noqa: E402
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from ipkbuild import build_all  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "mkipk"), "-o", str(out)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert r.returncode == 0, r.stderr.decode()
-    return {os.path.basename(p).split("_")[0]: p for p in r.stdout.decode().split()}
+    return build_all(tmp_path_factory.mktemp("dist"))
 
 
 def _unpack(ipk, dest):

@@ -14,16 +14,14 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "tests"))
+from ipkbuild import build_all  # noqa: E402
 OPKG = os.path.join(ROOT, "scripts", "opkg-offline")
 
 
 @pytest.fixture(scope="module")
 def ipks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "mkipk"), "-o", str(out)],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout.decode().split()
+    return sorted(build_all(tmp_path_factory.mktemp("dist")).values())
 
 
 def _router_root(path):
