@@ -94,13 +94,17 @@ def parse_ip(b):
     return None
 
 
+# Text and bytes spellings are kept apart: MicroPython hashes "1.2.3.4" and
+# b"1.2.3.4" alike and warns on every comparison between them.
 _cache = {}
+_text_cache = {}
 
 
 def norm_ip(b):
     """Normalised text of an IP literal (bytes or str), or None for hostnames and junk."""
+    cache = _text_cache if type(b) is str else _cache
     try:
-        return _cache[b]
+        return cache[b]
     except KeyError:
         pass
     p = parse_ip(b)
@@ -111,9 +115,9 @@ def norm_ip(b):
         text = "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
     else:
         text = _v6_text(p[1])
-    if len(_cache) >= 512:      # a handful of addresses repeat; junk must not grow it
-        _cache.clear()
-    _cache[b] = text
+    if len(cache) >= 512:      # a handful of addresses repeat; junk must not grow it
+        cache.clear()
+    cache[b] = text
     return text
 
 

@@ -716,12 +716,6 @@ class Engine:
         return False
 
 
-def _slack(remaining):
-    """Refresh the kernel only when an expiry moves by a tenth of its span (>= 1 s)."""
-    s = remaining / 10
-    return s if s > 1 else 1
-
-
 def _hash(b):
     h = 5381
     for c in b:

@@ -19,7 +19,7 @@ _LINE = 2       # a line with odd spacing: _rewrite_line decides
 
 class MediaDescription:
     __slots__ = ("media", "port", "nports", "proto", "conn", "rtcp_port", "rtcp_addr",
-                 "_direction", "_sd", "_pos")
+                 "_direction", "_dirs", "_index")
 
     def __init__(self):
         self.media = b""
@@ -30,24 +30,70 @@ class MediaDescription:
         self.rtcp_port = None
         self.rtcp_addr = None
         self._direction = None
-        self._sd = None         # the SessionDescription, which reads directions on demand
-        self._pos = 0           # offset of the m= line in the body
+        self._dirs = None       # _Directions of the body, until read
+        self._index = 0         # position among the body's m= lines
 
     @property
     def direction(self):
-        if self._sd is not None:
-            self._sd._read_directions()
+        if self._dirs is not None:
+            self._direction = self._dirs.read()[1][self._index]
+            self._dirs = None
         return self._direction
 
     @direction.setter
     def direction(self, value):
-        if self._sd is not None:
-            self._sd._read_directions()
+        self._dirs = None
         self._direction = value
 
 
+class _Directions:
+    """The a=sendrecv/sendonly/recvonly/inactive lines of a body, read when first
+    asked for (nothing in the engine needs them).  Descriptions point here,
+    never at each other, so a parse leaves no reference cycle behind."""
+
+    __slots__ = ("body", "m_at", "found")
+
+    def __init__(self, body):
+        self.body = body
+        self.m_at = []          # offsets of the m= lines
+        self.found = None       # (session direction, [direction of each m=])
+
+    def read(self):
+        if self.found is not None:
+            return self.found
+        body = self.body
+        lines = []
+        for d in DIRECTIONS:
+            tag = b"\na=" + d
+            i = body.find(tag)
+            while i >= 0:
+                end = i + len(tag)
+                rest = body[end:end + 2]
+                if rest == b"" or rest == b"\r" or rest[:1] == b"\n" or rest == b"\r\n":
+                    lines.append((i, d))
+                i = body.find(tag, i + 3)
+        lines.sort()
+        m_at = self.m_at
+        session = b"sendrecv"
+        media = [None] * len(m_at)
+        k = -1
+        for pos, d in lines:
+            while k + 1 < len(m_at) and m_at[k + 1] < pos:
+                k += 1
+            if k < 0:
+                session = d
+            else:
+                media[k] = d
+        for k in range(len(media)):
+            if media[k] is None:
+                media[k] = session
+        self.found = (session, media)
+        self.body = None
+        return self.found
+
+
 class SessionDescription:
-    __slots__ = ("origin_addr", "conn", "media", "_direction", "spans", "_body")
+    __slots__ = ("origin_addr", "conn", "media", "_direction", "spans", "_dirs")
 
     def __init__(self):
         self.origin_addr = None
@@ -58,48 +104,19 @@ class SessionDescription:
         # or port, in body order, relative to its line; kind _LINE marks a
         # whole line to rewrite the slow way
         self.spans = []
-        self._body = None       # set while the a=<direction> lines are unread
+        self._dirs = None       # _Directions of the body, until read
 
     @property
     def direction(self):
-        self._read_directions()
+        if self._dirs is not None:
+            self._direction = self._dirs.read()[0]
+            self._dirs = None
         return self._direction
 
     @direction.setter
     def direction(self, value):
-        self._read_directions()
+        self._dirs = None
         self._direction = value
-
-    def _read_directions(self):
-        """Session and media directions (a=sendrecv...), read only when asked for."""
-        body = self._body
-        if body is None:
-            return
-        self._body = None
-        found = []
-        for d in DIRECTIONS:
-            tag = b"\na=" + d
-            i = body.find(tag)
-            while i >= 0:
-                end = i + len(tag)
-                rest = body[end:end + 2]
-                if rest == b"" or rest == b"\r" or rest[:1] == b"\n" or rest == b"\r\n":
-                    found.append((i, d))
-                i = body.find(tag, i + 3)
-        found.sort()
-        media = self.media
-        k = -1
-        for pos, d in found:
-            while k + 1 < len(media) and media[k + 1]._pos < pos:
-                k += 1
-            if k < 0:
-                self._direction = d
-            else:
-                media[k]._direction = d
-        for md in media:
-            md._sd = None
-            if md._direction is None:
-                md._direction = self._direction
 
     def rewrite(self, body, old_addr, new_addr, port_map):
         """rewrite_sdp() for the body this was parsed from, splicing the noted spans."""
@@ -128,14 +145,6 @@ class SessionDescription:
             return body
         out.append(body[pos:])
         return b"".join(out)
-
-
-def _conn_addr(line):
-    """Address of 'c=IN IP4 addr[/ttl]' or None."""
-    parts = line[2:].split()
-    if len(parts) < 3:
-        return None
-    return parts[2].split(b"/")[0]
 
 
 def _int(b):
@@ -217,7 +226,8 @@ def parse_sdp(body):
             i = body.find(tag, i + 3)
     marks.sort()
     s = SessionDescription()
-    s._body = body
+    dirs = s._dirs = _Directions(body)
+    m_at = dirs.m_at
     spans = s.spans
     media = s.media
     lines = _LINES
@@ -242,8 +252,9 @@ def parse_sdp(body):
             m = MediaDescription()
             m.media, m.port, m.nports, m.proto = values
             m.conn = s.conn
-            m._sd = s
-            m._pos = pos
+            m._dirs = dirs
+            m._index = len(m_at)
+            m_at.append(pos)
             media.append(m)
         elif kind == 1:
             if m is None:
