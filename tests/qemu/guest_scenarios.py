@@ -15,8 +15,7 @@ import re
 import signal
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import recv_udp, received, send_udp
+from alg.lab.netns import ROUTER_WAN
 
 from conftest import INIT, sh, uci_set
 
@@ -106,15 +105,8 @@ def test_queue_rule_is_the_nft_queue_statement(lab, alg):
     assert re.search(r"^nft_queue\s", sh("lsmod").stdout, re.M)
 
 
-OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKt%d\r\n"
-           b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: t%d\r\nCSeq: 1 OPTIONS\r\n"
-           b"Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n")
-
-
-def _through(lab, n):
-    rx = recv_udp(lab, lab.wan, (SERVER, 5060))
-    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), OPTIONS % (n, n))
-    return received(rx)
+# one OPTIONS from phone 1 to the server, as the lab's daemon tests send it
+_through = _lab("test_daemon", "_through")
 
 
 def test_toggling_enabled_stops_and_restores_the_service(lab, alg):
