@@ -24,6 +24,7 @@ import time
 from typing import List, Optional
 
 from alg.core import actions as A
+from alg.core import events as E
 from alg.core.addr import Network, norm_ip
 from alg.core.config import Config, parse_port_range
 from alg.core.engine import Engine, IN, OUT, DROP
@@ -32,6 +33,9 @@ from alg.leds import LedConfig, StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
 
 log = logging.getLogger("sipalg")
+
+# What a router user reads at info level: one line per registration, call and refusal.
+INFO_EVENTS = (E.Registered, E.Deregistered, E.CallStarted, E.CallEnded, E.Refused)
 
 DEFAULT_CONFIG = "/etc/config/sipalg"
 DEFAULT_STATE_DIR = "/var/run/sipalg"
@@ -185,7 +189,7 @@ class Daemon:
         for b in kept:
             b.expires = now + b.expires
             try:
-                self.engine.restore(b, now)
+                self.engine.restore(b)
             except ValueError as e:
                 log.warning("not restored: %s", e)
         if kept:
@@ -228,11 +232,10 @@ class Daemon:
                     self.queue.poll()
                     self.leds.refresh(self.engine, self.clock())
                 now = self.clock()
-                acts = self.engine.expire(now)
-                if acts:
-                    self._carry_out(acts, now)
-                    for a in acts:
-                        log.info("expired: %s", _describe(a))
+                out = self.engine.expire(now)
+                if out.actions:
+                    self._carry_out(out.actions, now)
+                self._log_events(out.events, "expired: ")
                 if now - last_tick >= 1.0:
                     last_tick = now
                     wan_ip = self._follow_wan(now)
@@ -282,7 +285,7 @@ class Daemon:
             return ip
         log.info("WAN address %s -> %s: moving %d bindings", self.wan_ip, ip, len(self.engine.bindings()))
         old, self.wan_ip = self.wan_ip, ip
-        self.engine.set_wan_ip(ip, now)
+        self.engine.set_wan_ip(ip)
         self.table.set_wan_ip(ip, self.engine.bindings(), now)
         if old:
             # flows NATed to the old address would keep it: let them start afresh
@@ -315,22 +318,25 @@ class Daemon:
         res = self.engine.handle(direction, src, dst, d.payload, now)
         if res.actions:
             self._carry_out(res.actions, now)
-        if res.status == "rewritten":
-            log.debug("%s %s:%d -> %s:%d rewritten: %s", direction, src[0], src[1], dst[0], dst[1], res.reason)
-        elif res.status in ("malformed", "keepalive") or res.reason:
-            log.debug("%s %s:%d -> %s:%d %s: %s", direction, src[0], src[1], dst[0], dst[1], res.status, res.reason)
-        for a in res.actions:
-            if a.kind in (A.OPEN_BINDING, A.CLOSE_BINDING, A.OPEN_PINHOLE, A.CLOSE_PINHOLE):
-                log.info("%s", _describe(a))
-        if res.reason and ("registered" in res.reason or "call closed" in res.reason):
-            log.info("%s:%d %s", src[0] if direction == OUT else res.dnat[0] if res.dnat else dst[0],
-                     src[1] if direction == OUT else res.dnat[1] if res.dnat else dst[1], res.reason)
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s:%d -> %s:%d %s: %s", direction, src[0], src[1], dst[0], dst[1], res.status,
+                      res.reason)
+        if res.events:
+            self._log_events(res.events)
         if res.verdict == DROP:
             verdict(None, False)
         elif res.payload is not None:
             verdict(with_payload(packet, res.payload), True)
         else:
             verdict(None, True)
+
+    def _log_events(self, events, prefix: str = "") -> None:
+        """Registrations, calls and refusals at info; bindings, pinholes and keep-alives at debug."""
+        for ev in events:
+            if isinstance(ev, INFO_EVENTS):
+                log.info("%s%s", prefix, ev.describe())
+            elif log.isEnabledFor(logging.DEBUG):
+                log.debug("%s%s", prefix, ev.describe())
 
     def _carry_out(self, actions, now: float) -> None:
         failed = self.table.apply(actions, now)
@@ -364,11 +370,11 @@ class Daemon:
             "counters": dict(e.counters, nft_failures=self.nft_failures, **self.counters),
             "registrations": [{"aor": r.aor.decode(errors="replace"), "lan": "%s:%d" % r.lan,
                                "wan": "%s:%d" % r.wan, "expires_in": left(r.expires_at)}
-                              for r in e.regs.values()],
+                              for r in e.registrations.all()],
             "calls": [{"call_id": c.call_id.decode(errors="replace"), "phone": c.phone,
                        "direction": "out" if c.outgoing else "in", "state": c.state,
                        "media": ["%s:%d" % leg.rtp.lan for leg in c.legs.values()],
-                       "expires_in": left(c.deadline)} for c in e.calls.values()],
+                       "expires_in": left(c.deadline)} for c in e.dialogs.all()],
             "bindings": [{"kind": b.kind, "lan": "%s:%d" % b.lan, "wan": "%s:%d" % (b.wan[0] or "?", b.wan[1]),
                           "remote": ("%s:%d" % b.remote) if b.remote else None, "expires_in": left(b.expires)}
                          for b in sorted(e.bindings(), key=lambda b: b.wan[1])],
@@ -380,16 +386,6 @@ class Daemon:
         with open(tmp, "w") as f:
             json.dump(self.status(now), f)
         os.replace(tmp, path)
-
-
-def _describe(a) -> str:
-    b = a.binding
-    if b is None:
-        return a.kind
-    what = "%s %s:%d <-> %s:%d" % (b.kind, b.lan[0], b.lan[1], b.wan[0] or "?", b.wan[1])
-    if b.remote:
-        what += " from %s:%d" % b.remote
-    return "%s %s" % (a.kind, what)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -239,8 +239,8 @@ class Led:
 
 def engine_state(engine, now: float) -> Tuple[str, str]:
     """(registered, call) from an alg.core Engine: any live registration; a confirmed or ringing call."""
-    registered = ON if any(r.expires_at > now for r in engine.regs.values()) else OFF
-    states = [c.state for c in engine.calls.values()]
+    registered = ON if any(r.expires_at > now for r in engine.registrations.all()) else OFF
+    states = [c.state for c in engine.dialogs.all()]
     if CONFIRMED in states:
         call = ON
     elif states:

@@ -117,8 +117,7 @@ def _replay(reader, writer, linktype, engine, nets, wan_ip, sip_ports) -> dict:
         src, dst = (norm_ip(d.src), d.sport), (norm_ip(d.dst), d.dport)
         if on_lan(src[0]):
             res = engine.handle(OUT, src, dst, d.payload, ts)
-            b = engine.lookup_lan(src)
-            new_src = b.wan if b is not None else (wan_ip, src[1])
+            new_src = res.snat or (wan_ip, src[1])
             ip = with_addresses(frame[off:], src=new_src, payload=res.payload)
         elif on_lan(dst[0]) or dst[0] == wan_ip:
             wan = dst

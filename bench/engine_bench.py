@@ -14,7 +14,7 @@ import time
 sys.path.insert(0, ".")
 
 from alg.core.config import Config          # noqa: E402
-from alg.core.engine import Engine, OUT, IN  # noqa: E402
+from alg.core.engine import Engine, OUT, IN, Outcome  # noqa: E402
 
 
 def _clock():
@@ -110,17 +110,17 @@ def main(n=None):
         r = e.handle(OUT, PHONE, SERVER, invites[i], now)
         assert r.payload is not None
         # end the call (as its BYE would) so the next INVITE starts a new one
-        for call in list(e.calls.values()):
-            e._end_call(call, now, [])
+        for call in e.dialogs.all():
+            e.dialogs.end(call, "BYE", now, Outcome())
     bench("INVITE+SDP out (rewrite)", n, out_invite)
 
     e = Engine(cfg)
     oks = [ok200(i) for i in range(n)]
     for i in range(n):
         e.handle(OUT, PHONE, SERVER, invites[i], 0.0)
-        for call in list(e.calls.values()):
-            if len(e.calls) > 1000:
-                e._end_call(call, 0.0, [])
+        for call in e.dialogs.all():
+            if len(e.dialogs) > 1000:
+                e.dialogs.end(call, "BYE", 0.0, Outcome())
 
     def in_ok(i):
         e.handle(IN, SERVER, WAN, oks[i], 1.0)

@@ -213,7 +213,7 @@ def test_registration_expiry_turns_registered_off():
     _registered(e, expires=600)
     assert engine_state(e, 100.0)[0] == ON
     e.expire(10000.0)
-    assert not e.regs and engine_state(e, 10000.0)[0] == OFF
+    assert not e.registrations and engine_state(e, 10000.0)[0] == OFF
 
 
 def test_failed_register_is_not_registered():

@@ -1,27 +1,26 @@
-"""What the engine asks the shell to do.
+"""What the engine asks the shell to do: a small closed set.
 
 The engine never touches the kernel; it returns these and the shell carries
-them out (nftables map elements, a datagram on a socket) before it issues the
-verdict for the packet that caused them.
+them out before it issues the verdict for the packet that caused them.  The
+shell picks the kernel maps from the binding's kind (signalling or media),
+so the set stays this small however many maps there are.
 """
 
-# Action kinds.  Plain strings: cheap, printable, MicroPython-friendly.
-OPEN_BINDING = "open-binding"        # signalling binding: SNAT lan->wan, DNAT wan->lan
-REFRESH_BINDING = "refresh-binding"  # same binding, new expiry
-CLOSE_BINDING = "close-binding"
-OPEN_PINHOLE = "open-pinhole"        # media binding (RTP or RTCP port), maybe restricted to remote
-REFRESH_PINHOLE = "refresh-pinhole"
-MOVE_PINHOLE = "move-pinhole"        # remote media address (or LAN port) changed
-CLOSE_PINHOLE = "close-pinhole"
-SEND = "send"                        # send a datagram (keep-alive answer, OPTIONS 200)
+OPEN = "open"          # a new binding: SNAT lan->wan, DNAT wan->lan, and its gate
+REFRESH = "refresh"    # the same binding with a later expiry
+MOVE = "move"          # its gate changed (the far end's media address); `old` is as it was
+CLOSE = "close"        # gone
+SEND = "send"          # send a datagram (keep-alive answer, OPTIONS 200)
+
+KINDS = (OPEN, REFRESH, MOVE, CLOSE, SEND)
 
 
 class Action:
     """One thing for the shell to do.
 
-    binding: a snapshot of the Binding it concerns (OPEN/REFRESH/CLOSE/MOVE) as
-             it was when the action was made, so a batch replays in order.
-    old:     for MOVE_PINHOLE, a copy of the binding as it was before.
+    binding: a snapshot of the Binding it concerns, as it was when the action
+             was made, so a batch replays in order.
+    old:     for MOVE, a snapshot of the binding before the move.
     src, dst, payload: for SEND, (ip, port) tuples and bytes.
     """
 

@@ -1,21 +1,35 @@
-"""The NAT the ALG owns: LAN ip:port <-> WAN ip:port for UDP.
+"""The NAT the ALG owns: LAN ip:port <-> WAN ip:port for UDP, and who holds each.
 
 Port preservation first (a phone on 5060 shows up on 5060), the next free
 port when two devices collide, chosen deterministically so the same
 history always gives the same mapping.  Mapping is endpoint-independent
 (RFC 4787 REQ-1): one WAN port per LAN ip:port, whatever the remote.
-Media ports come in even/odd RTP/RTCP pairs and only from the configured
-range, which is also the guard against NAT slipstreaming: a LAN host
-can't get a WAN port pointed at, say, its port 22.
+Media ports come in even/odd RTP/RTCP pairs from the configured range.
+Whether a LAN port may have a binding at all is policy.py's to say.
+
+A binding is held by owners (the idle timer of its last packet, each
+registration and call using it), each until a deadline: it lives until
+the last owner lets go, and every change the kernel must know about is an
+action (open, refresh, move, close) plus an event for the log.
 """
+
+from .actions import Action, OPEN, REFRESH, MOVE, CLOSE
+from .events import BindingOpened, BindingClosed, MediaOpened, MediaClosed, MediaNarrowed, MediaMoved
 
 SIP = "sip"
 RTP = "rtp"
 RTCP = "rtcp"
 
+# Timer kind (timers.py keys are (kind, key)): a binding's own expiry.
+EXPIRY = "binding"
+
+# Owners that are not a registration or a call.
+IDLE = "idle"            # the last packet through a signalling binding
+RESTORED = "restored"    # found in the kernel after a daemon restart
+
 
 class Binding:
-    __slots__ = ("lan", "wan", "kind", "remote", "expires", "owners")
+    __slots__ = ("lan", "wan", "kind", "remote", "expires")
 
     def __init__(self, lan, wan, kind, expires=0.0, remote=None):
         self.lan = lan              # (ip, port) on the LAN
@@ -23,7 +37,6 @@ class Binding:
         self.kind = kind            # SIP, RTP or RTCP
         self.remote = remote        # media: (ip, port) of the far end once known
         self.expires = expires      # absolute engine time
-        self.owners = None          # left to the engine
 
     def copy(self):
         return Binding(self.lan, self.wan, self.kind, self.expires, self.remote)
@@ -34,13 +47,20 @@ class Binding:
 
 
 class BindingTable:
-    def __init__(self, wan_ip, rtp_ports=(1024, 65535), sip_ports=(5060,)):
+    """Bindings by LAN and by WAN port, their allocation and their owners.
+
+    timers: the engine's Timers; signalling bindings (and restored ones)
+    expire by their own timer there, media bindings by their calls'."""
+
+    def __init__(self, wan_ip, rtp_ports=(1024, 65535), sip_ports=(5060,), timers=None):
         self.wan_ip = wan_ip
         self.rtp_lo = rtp_ports[0]
         self.rtp_hi = rtp_ports[1]
         self.sip_ports = tuple(sip_ports)
+        self.timers = timers
         self._by_lan = {}
         self._by_wan = {}
+        self._owners = {}        # lan -> {owner: deadline}
 
     def __len__(self):
         return len(self._by_lan)
@@ -58,7 +78,7 @@ class BindingTable:
         """Media may use this port: inside the range and not a SIP port."""
         return self.rtp_lo <= port <= self.rtp_hi and port not in self.sip_ports
 
-    def bind_signalling(self, lan, now, expires):
+    def bind_signalling(self, lan, expires):
         """(binding, created) for a LAN ip:port; ValueError when no WAN port is free."""
         b = self._by_lan.get(lan)
         if b is not None:
@@ -84,17 +104,10 @@ class BindingTable:
                 return port
         return None
 
-    def bind_media(self, lan_ip, rtp_port, rtcp_port, now, expires):
-        """(rtp, rtcp, created) for a media description, or None when refused.
+    def bind_media(self, lan_ip, rtp_port, rtcp_port, expires):
+        """(rtp, rtcp, created) for a media description, or None when no WAN pair is free.
 
-        Refused when a LAN port lies outside the RTP range or no pair is free.
-        """
-        lo = self.rtp_lo
-        hi = self.rtp_hi
-        sip = self.sip_ports
-        if not (lo <= rtp_port <= hi and lo <= rtcp_port <= hi
-                and rtp_port not in sip and rtcp_port not in sip):
-            return None
+        The LAN ports are the policy's to allow (policy.media_refusal)."""
         by_lan = self._by_lan
         rtp = by_lan.get((lan_ip, rtp_port))
         rtcp = by_lan.get((lan_ip, rtcp_port))
@@ -176,18 +189,17 @@ class BindingTable:
             del self._by_wan[b.wan[1]]
 
     def set_wan_ip(self, ip):
-        """Renumbering: every binding keeps its port on the new address."""
+        """Renumbering: every binding keeps its port on the new address; returns how many moved."""
         self.wan_ip = ip
-        changed = []
+        n = 0
         for b in self._by_lan.values():
             if b.wan[0] != ip:
-                old = b.copy()
                 b.wan = (ip, b.wan[1])
-                changed.append((old, b))
-        return changed
+                n += 1
+        return n
 
     def restore(self, b):
-        """Put back a binding the kernel still holds (daemon restart)."""
+        """Put back a binding the kernel still holds (daemon restart), held until it expires."""
         other = self._by_wan.get(b.wan[1])
         if other is not None and other.lan != b.lan:
             raise ValueError("WAN port %d is already bound to %s:%d" % (b.wan[1], other.lan[0], other.lan[1]))
@@ -195,3 +207,91 @@ class BindingTable:
         if old is not None:
             self.remove(old)
         self._add(b)
+        self._owners[b.lan] = {RESTORED: b.expires}
+        if self.timers is not None:
+            self.timers.schedule((EXPIRY, b.lan), b.expires)
+
+    # -- owners
+
+    def held(self, b):
+        """Whether anyone holds b yet (a binding nobody holds is not in the kernel)."""
+        return b.lan in self._owners
+
+    def hold(self, b, owner, deadline, now, out, created=False):
+        """Let owner keep b open until deadline; tell the kernel when that moves its expiry.
+
+        out collects actions and events (a message's context or an expiry's outcome)."""
+        lan = b.lan
+        owners = self._owners.get(lan)
+        if owners is None:
+            owners = self._owners[lan] = {owner: deadline}
+            until = deadline
+        else:
+            owners[owner] = deadline
+            until = max(owners.values()) if len(owners) > 1 else deadline
+        if created:
+            b.expires = until
+            snap = b.copy()
+            out.actions.append(Action(OPEN, snap))
+            out.events.append(BindingOpened(snap) if b.kind == SIP else MediaOpened(snap))
+        else:
+            expires = b.expires
+            if until > expires:
+                # refresh the kernel only when the expiry moves by a tenth of its span (>= 1 s)
+                slack = (until - now) / 10
+                if until <= expires + (slack if slack > 1 else 1):
+                    return
+            elif until == expires:
+                return
+            b.expires = until
+            out.actions.append(Action(REFRESH, b.copy()))
+        # A media binding that only calls hold needs no timer of its own: each
+        # call's timer lets go of it, and the last one closes it.
+        if b.kind == SIP or RESTORED in owners:
+            self.timers.schedule((EXPIRY, lan), until)
+
+    def release(self, lan, owner, now, out):
+        """owner lets go of the binding at lan; the last one closes it."""
+        owners = self._owners.get(lan)
+        b = self._by_lan.get(lan)
+        if owners is None or b is None:
+            return
+        owners.pop(owner, None)
+        if b.kind != SIP:
+            if not owners:
+                self.close(b, out)
+            return
+        # A signalling binding outlives its registrations by the idle time
+        # since its last packet, as MASQUERADE would have kept it.
+        until = max(owners.values()) if owners else now
+        if until <= now:
+            self.close(b, out)
+            return
+        if until != b.expires:
+            b.expires = until
+            out.actions.append(Action(REFRESH, b.copy()))
+            self.timers.schedule((EXPIRY, lan), until)
+
+    def close(self, b, out):
+        self.remove(b)
+        self._owners.pop(b.lan, None)
+        self.timers.cancel((EXPIRY, b.lan))
+        out.actions.append(Action(CLOSE, b))
+        out.events.append(BindingClosed(b) if b.kind == SIP else MediaClosed(b))
+
+    def expire(self, lan, now, out):
+        """The binding's own timer fired."""
+        b = self._by_lan.get(lan)
+        if b is not None:
+            self.close(b, out)
+
+    def admit(self, b, remote, out):
+        """Let only remote's media through b (move the pinhole when it changed); True if it did."""
+        if b.remote == remote:
+            return False
+        old = b.copy()
+        b.remote = remote
+        snap = b.copy()
+        out.actions.append(Action(MOVE, snap, old=old))
+        out.events.append(MediaNarrowed(snap) if old.remote is None else MediaMoved(snap, old.remote))
+        return True

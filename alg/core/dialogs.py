@@ -3,11 +3,22 @@
 One Call per (Call-ID, LAN device): a call between two phones behind the
 same router through a proxy crosses the router twice with one Call-ID.
 Media legs are indexed by the position of the m= line, as offer/answer
-pairs them (RFC 3264 section 6).
+pairs them (RFC 3264 section 6).  The LAN device's SDP (offer or answer,
+in any INVITE, ACK, PRACK or UPDATE, request or response) binds its media
+ports and is rewritten to the WAN; the far end's SDP says whom each
+pinhole admits.  State changes follow call_states.py's table.
 """
 
-EARLY = "early"
-CONFIRMED = "confirmed"
+from .addr import norm_ip
+from .headers import param_span
+from .multipart import find_sdp_part
+from .sdp import parse_sdp
+from .events import CallStarted, CallAnswered, CallEnded, Refused
+from .policy import NO_FREE_PORT
+from .call_states import (EARLY, CONFIRMED, ENDED, ANSWERED, REJECTED, CANCELLED, HUNG_UP,
+                          REFRESHED, EXPIRED, next_state)
+
+EXPIRY = "call"      # timer kind
 
 
 class MediaLeg:
@@ -66,3 +77,241 @@ def remote_media(sdp, norm_ip):
         rtcp_port = m.rtcp_port if m.rtcp_port is not None else m.port + 1
         out[i] = ((ip, m.port), (rtcp_ip, rtcp_port))
     return out
+
+
+def to_tag(msg):
+    f = msg.field(b"to")
+    if f is None:
+        return None
+    raw = f[0]
+    span = param_span(raw, f[1], f[2], b"tag")
+    return None if span is None else raw[span[0]:span[1]]
+
+
+def sdp_span(msg):
+    """Where the SDP sits in the body (the whole body, or one multipart part), or None."""
+    if not msg.body:
+        return None
+    ct = msg.value(b"content-type")
+    if ct is None:
+        return None
+    if ct == b"application/sdp":
+        return 0, len(msg.body)
+    return find_sdp_part(ct, msg.body)
+
+
+class Dialogs:
+    """The calls crossing the router and the media bindings each holds."""
+
+    def __init__(self, policy, table, timers):
+        self.policy = policy
+        self.table = table
+        self.timers = timers
+        self._calls = {}        # (call_id, lan ip) -> Call
+
+    def __len__(self):
+        return len(self._calls)
+
+    def all(self):
+        return list(self._calls.values())
+
+    def get(self, call_id, phone):
+        return self._calls.get((call_id, phone))
+
+    def _call(self, msg, ctx):
+        call_id = msg.call_id()
+        return None if call_id is None else self._calls.get((call_id, ctx.phone))
+
+    # -- handlers (engine.py's method table)
+
+    def invite(self, msg, ctx):
+        call_id = msg.call_id()
+        if call_id is None:
+            return
+        call = self._calls.get((call_id, ctx.phone))
+        if call is None:
+            if to_tag(msg):
+                return            # a re-INVITE for a call we never saw: leave it be
+            call = Call(call_id, ctx.phone, ctx.from_lan, msg.cseq()[0])
+            self._calls[call.key()] = call
+            self._deadline(call, ctx)
+            ctx.events.append(CallStarted(call_id, ctx.phone, ctx.from_lan))
+        else:
+            self._trigger(call, REFRESHED, ctx)
+        self._sdp(call, msg, ctx)
+
+    def update(self, msg, ctx):
+        call = self._call(msg, ctx)
+        if call is not None:
+            self._trigger(call, REFRESHED, ctx)
+            self._sdp(call, msg, ctx)
+
+    def offer_answer(self, msg, ctx):
+        """ACK and PRACK requests, UPDATE and PRACK responses: only their SDP matters."""
+        call = self._call(msg, ctx)
+        if call is not None:
+            self._sdp(call, msg, ctx)
+
+    def bye(self, msg, ctx):
+        call = self._call(msg, ctx)
+        if call is not None:
+            self._trigger(call, HUNG_UP, ctx)
+
+    def cancel(self, msg, ctx):
+        call = self._call(msg, ctx)
+        if call is not None:
+            self._trigger(call, CANCELLED, ctx)
+
+    def invite_response(self, msg, ctx):
+        call = self._call(msg, ctx)
+        if call is None:
+            return
+        status = msg.status
+        if status >= 300:
+            if msg.cseq()[0] == call.invite_cseq:
+                self._trigger(call, REJECTED, ctx)
+            return
+        if status >= 200:
+            tag = to_tag(msg)
+            if tag not in call.tags:
+                call.tags.append(tag)
+            self._trigger(call, ANSWERED, ctx)
+        self._sdp(call, msg, ctx)
+
+    # -- timers
+
+    def expire(self, key, now, out):
+        call = self._calls.get(key)
+        if call is not None:
+            self.end(call, EXPIRED, now, out)
+
+    # -- state
+
+    def _trigger(self, call, trigger, ctx):
+        state = next_state(call.state, trigger)
+        if state is None:
+            return
+        if state == ENDED:
+            self.end(call, trigger, ctx.now, ctx)
+            ctx.notes.append(("%s: call closed", trigger))
+            return
+        if state == CONFIRMED and call.state != CONFIRMED:
+            ctx.events.append(CallAnswered(call.call_id, call.phone))
+        call.state = state
+        self._deadline(call, ctx)
+
+    def _deadline(self, call, ctx):
+        """The call's expiry for its state, and its media bindings' with it."""
+        deadline = self.policy.call_until(call.state == CONFIRMED, ctx.now)
+        call.deadline = deadline
+        self.timers.schedule((EXPIRY, call.key()), deadline)
+        table = self.table
+        owner = call.owner()
+        for i in call.legs:
+            leg = call.legs[i]
+            for b in (leg.rtp, leg.rtcp):
+                if table.lookup_lan(b.lan) is b:
+                    table.hold(b, owner, deadline, ctx.now, ctx)
+
+    def end(self, call, why, now, out):
+        """End a call now (what a BYE does; its trigger text is why)."""
+        key = call.key()
+        self._calls.pop(key, None)
+        self.timers.cancel((EXPIRY, key))
+        legs = call.legs
+        if legs:
+            owner = call.owner()
+            for i in list(legs):
+                leg = legs.pop(i)
+                self.table.release(leg.rtp.lan, owner, now, out)
+                self.table.release(leg.rtcp.lan, owner, now, out)
+        out.events.append(CallEnded(call.call_id, call.phone, why))
+
+    # -- media
+
+    def _sdp(self, call, msg, ctx):
+        span = sdp_span(msg)
+        if span is None:
+            return
+        s, e = span
+        try:
+            sdp = parse_sdp(msg.body[s:e])
+        except ValueError:
+            return
+        if ctx.from_lan:
+            new = self._lan_sdp(call, sdp, msg.body[s:e], ctx)
+            if new is not None:
+                msg.body = msg.body[:s] + new + msg.body[e:]
+                msg.set_content_length()
+        else:
+            self._remote_sdp(call, sdp, ctx)
+
+    def _lan_sdp(self, call, sdp, body, ctx):
+        """Bind the LAN device's media ports and rewrite its SDP to the WAN."""
+        lan_ip = call.phone
+        port_map = {}
+        deadline = call.deadline
+        table = self.table
+        owner = call.owner()
+        ours = norm_ip(sdp.origin_addr) == lan_ip if sdp.origin_addr else False
+        for i in range(len(sdp.media)):
+            m = sdp.media[i]
+            conn = norm_ip(m.conn) if m.conn is not None else None
+            if conn != lan_ip:
+                continue
+            ours = True
+            leg = call.legs.get(i)
+            if m.port == 0:
+                if leg is not None:
+                    self._drop_leg(call, i, ctx)
+                continue
+            rtcp_port = m.rtcp_port if m.rtcp_port is not None else m.port + 1
+            if leg is not None and (leg.lan_rtp != m.port or leg.lan_rtcp != rtcp_port):
+                self._drop_leg(call, i, ctx)
+                leg = None
+            if leg is None:
+                why = self.policy.media_refusal(m.port, rtcp_port)
+                pair = None if why else table.bind_media(lan_ip, m.port, rtcp_port, deadline)
+                if pair is None:
+                    ctx.events.append(Refused("media", (lan_ip, m.port), why or NO_FREE_PORT))
+                    ctx.notes.append(("m=%s %d not bound: %s", m.media, m.port, why or NO_FREE_PORT))
+                    continue
+                leg = MediaLeg(m.port, rtcp_port, pair[0], pair[1])
+                call.legs[i] = leg
+                remote = call.remote.get(i)
+                for b, r in ((leg.rtp, remote[0] if remote else None), (leg.rtcp, remote[1] if remote else None)):
+                    # a binding nobody holds yet is new to the kernel: it opens already narrowed
+                    fresh = not table.held(b)
+                    if fresh:
+                        b.remote = r
+                    elif r is not None and table.admit(b, r, ctx):
+                        ctx.notes.append(("pinhole %d <- %s:%d", b.wan[1], r[0], r[1]))
+                    table.hold(b, owner, deadline, ctx.now, ctx, fresh)
+            port_map[m.port] = leg.rtp.wan[1]
+            port_map[leg.lan_rtcp] = leg.rtcp.wan[1]
+            ctx.notes.append(("m=%s %d -> %d", m.media, m.port, leg.rtp.wan[1]))
+        if not ours:
+            return None
+        new = sdp.rewrite(body, lan_ip.encode(), ctx.wan_ip.encode(), port_map)
+        if new != body:
+            ctx.notes.append(("SDP %s -> %s", lan_ip, ctx.wan_ip))
+            return new
+        return None
+
+    def _remote_sdp(self, call, sdp, ctx):
+        """Note where the far end sends media from, and narrow the pinholes to it."""
+        remote = remote_media(sdp, norm_ip)
+        table = self.table
+        for i in remote:
+            call.remote[i] = remote[i]
+            leg = call.legs.get(i)
+            if leg is None:
+                continue
+            for b, r in ((leg.rtp, remote[i][0]), (leg.rtcp, remote[i][1])):
+                if table.admit(b, r, ctx):
+                    ctx.notes.append(("pinhole %d <- %s:%d", b.wan[1], r[0], r[1]))
+
+    def _drop_leg(self, call, i, ctx):
+        leg = call.legs.pop(i)
+        for b in (leg.rtp, leg.rtcp):
+            self.table.release(b.lan, call.owner(), ctx.now, ctx)

@@ -25,3 +25,25 @@ def classify(data):
     if n >= 20 and data[0] < 2 and data[4:8] == b"\x21\x12\xa4\x42":
         return STUN
     return None
+
+
+def options_answer(msg, call_id):
+    """A 200 OK to an out-of-dialog OPTIONS, from the request's own Via, From,
+    Call-ID, CSeq and To (with a To tag of our own, stable per Call-ID)."""
+    lines = [b"SIP/2.0 200 OK\r\n"]
+    for h in msg.headers:
+        if h.key in (b"via", b"from", b"call-id", b"cseq"):
+            lines.append(h.raw)
+        elif h.key == b"to":
+            raw = h.raw
+            tag = b";tag=sipalg" + str(_hash(call_id or b"")).encode()
+            lines.append(raw[:h.vend] + tag + raw[h.vend:])
+    lines.append(b"Content-Length: 0\r\n\r\n")
+    return b"".join(lines)
+
+
+def _hash(b):
+    h = 5381
+    for c in b:
+        h = ((h * 33) ^ c) & 0xFFFFFFFF
+    return h

@@ -52,23 +52,24 @@ class Header:
 
 
 class Message:
-    """A parsed message.  _raws[i] is header i's bytes without its final LF,
-    _keys[i] its canonical lower-case name; _objs holds the Header objects
-    made so far (index -> Header), which own their bytes from then on."""
+    """A parsed message.  names[i] is header i's canonical lower-case name
+    (read-only: it indexes the headers); _raws[i] its bytes without the final
+    LF; _objs holds the Header objects made so far (index -> Header), which
+    own their bytes from then on."""
 
     __slots__ = ("start_line", "blank", "body", "is_request", "method", "uri", "version",
-                 "status", "_uri_span", "_raws", "_keys", "_objs", "_cseq")
+                 "status", "uri_span", "_raws", "names", "_objs", "_cseq")
 
     @property
     def headers(self):
         """Every header field as a Header, in order."""
-        return [self.header_at(i) for i in range(len(self._keys))]
+        return [self.header_at(i) for i in range(len(self.names))]
 
     def header_at(self, i):
         h = self._objs.get(i)
         if h is None:
             raw = self._raws[i] + b"\n"
-            h = Header(raw, raw.find(b":"), self._keys[i])
+            h = Header(raw, raw.find(b":"), self.names[i])
             self._objs[i] = h
         return h
 
@@ -91,7 +92,7 @@ class Message:
     def get(self, key):
         """The first header named key (canonical lower-case name), or None."""
         try:
-            i = self._keys.index(key)
+            i = self.names.index(key)
         except ValueError:
             return None
         return self.header_at(i)
@@ -101,7 +102,7 @@ class Message:
 
         Reads the line without making a Header of it."""
         try:
-            i = self._keys.index(key)
+            i = self.names.index(key)
         except ValueError:
             return None
         h = self._objs.get(i)
@@ -111,20 +112,17 @@ class Message:
         return raw[raw.find(b":") + 1:].strip()
 
     def get_all(self, key):
-        keys = self._keys
+        keys = self.names
         n = keys.count(key)
         if n < 2:
             return [self.header_at(keys.index(key))] if n else []
         return [self.header_at(i) for i in range(len(keys)) if keys[i] == key]
 
-    def count(self, key):
-        return self._keys.count(key)
-
     def field(self, key):
         """(raw, vstart, vend) of the first header named key, or None: its bytes
         (line end included) and where its value sits, without making a Header."""
         try:
-            i = self._keys.index(key)
+            i = self.names.index(key)
         except ValueError:
             return None
         h = self._objs.get(i)
@@ -135,9 +133,9 @@ class Message:
 
     def set_uri(self, uri):
         """Replace the Request-URI, keeping the rest of the request line."""
-        s, e = self._uri_span
+        s, e = self.uri_span
         self.start_line = self.start_line[:s] + uri + self.start_line[e:]
-        self._uri_span = (s, s + len(uri))
+        self.uri_span = (s, s + len(uri))
         self.uri = uri
 
     def cseq(self):
@@ -156,6 +154,54 @@ class Message:
     def call_id(self):
         return self.value(b"call-id")
 
+    def length_problem(self):
+        """Why Content-Length disagrees with the datagram, or '' when it doesn't.
+
+        Such a message is passed as it came: rewriting it would have to guess
+        where it ends."""
+        n = self.names.count(b"content-length")
+        if n == 0:
+            return ""
+        if n == 1:
+            v = self.value(b"content-length")
+            if not v.isdigit():
+                return "Content-Length %r is not a number" % v
+            if int(v) != len(self.body):
+                return "Content-Length %d but %d body bytes" % (int(v), len(self.body))
+            return ""
+        seen = None
+        for h in self.get_all(b"content-length"):
+            v = h.value.strip()
+            if not v.isdigit():
+                return "Content-Length %r is not a number" % v
+            if seen is not None and int(v) != seen:
+                return "two different Content-Length values"
+            seen = int(v)
+        if seen != len(self.body):
+            return "Content-Length %d but %d body bytes" % (seen, len(self.body))
+        return ""
+
+    def set_content_length(self):
+        """Write the body's length into every Content-Length, where the old digits were."""
+        n = str(len(self.body)).encode()
+        names = self.names
+        if names.count(b"content-length") == 1:
+            h = self.header_at(names.index(b"content-length"))
+            v = h.value
+            if v[:1] == b" " and v[1:].isdigit():     # the usual "Content-Length: 123"
+                h.set_value(b" " + n)
+                return
+        for h in self.get_all(b"content-length"):
+            v = h.value
+            i = 0
+            while i < len(v) and v[i] in b" \t\r\n":     # folding included
+                i += 1
+            j = i
+            k = len(v)
+            while j < k and 48 <= v[j] <= 57:
+                j += 1
+            h.set_value(v[:i] + n + v[j:])
+
 
 # Start lines repeat ("SIP/2.0 200 OK", a phone's INVITE to its proxy): what one
 # says is kept by its bytes.
@@ -167,12 +213,12 @@ def _start_line(msg, line):
     known = _START.get(line)
     if known is None:
         _parse_start_line(msg, line)      # raises for a bad one, which is not kept
-        known = (msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg._uri_span)
+        known = (msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg.uri_span)
         if len(_START) >= _CACHE_MAX:
             _START.clear()
         _START[line] = known
         return
-    msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg._uri_span = known
+    msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg.uri_span = known
 
 
 def _parse_start_line(msg, line):
@@ -188,7 +234,7 @@ def _parse_start_line(msg, line):
         msg.version = text[:7]
         msg.method = None
         msg.uri = None
-        msg._uri_span = None
+        msg.uri_span = None
         return
     sp1 = text.find(b" ")
     sp2 = text.rfind(b" ")
@@ -205,7 +251,7 @@ def _parse_start_line(msg, line):
     msg.uri = uri
     msg.version = version
     msg.status = None
-    msg._uri_span = (sp1 + 1, sp2)
+    msg.uri_span = (sp1 + 1, sp2)
 
 
 def parse_message(data):
@@ -275,7 +321,7 @@ def parse_message(data):
         raws = []
         keys = []
     msg._raws = raws
-    msg._keys = keys
+    msg.names = keys
     msg._objs = {}
     msg._cseq = None
     blank_end = data.find(b"\n", end) + 1

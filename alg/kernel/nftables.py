@@ -135,8 +135,7 @@ class NftTable:
         if keep_elements:
             kept = self.elements()
         script = "add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset()
-        script += "".join(self._element_lines(A.OPEN_BINDING if b.kind == "sip" else A.OPEN_PINHOLE, b, None)
-                          for b in kept)
+        script += "".join(self._element_lines(A.OPEN, b, None) for b in kept)
         self._run(script)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)
@@ -164,7 +163,7 @@ class NftTable:
         """The table again, holding the engine's bindings: after renumbering, new devices, or `fw4 flush`."""
         script = "add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset()
         for b in bindings:
-            script += self._element_lines(A.OPEN_BINDING if b.kind == "sip" else A.OPEN_PINHOLE, b, now)
+            script += self._element_lines(A.OPEN, b, now)
         self._run(script)
 
     def remove(self) -> None:
@@ -200,16 +199,17 @@ class NftTable:
         return "%ds" % secs
 
     def _element_lines(self, kind: str, b: Binding, now: Optional[float], old: Optional[Binding] = None) -> str:
+        """The nft lines for one action; the binding's kind picks the maps."""
         t = self.name
         lan_ip, lan_port = b.lan
         wport = b.wan[1]
         to = self._timeout(b, now)
         lines = []
-        if kind == A.CLOSE_BINDING or kind == A.CLOSE_PINHOLE or kind.startswith("refresh"):
+        if kind == A.CLOSE or kind == A.REFRESH:
             lines += self._delete_lines(b)
-            if not kind.startswith("refresh"):
+            if kind == A.CLOSE:
                 return "".join(lines)
-        if kind == A.MOVE_PINHOLE and old is not None:
+        if kind == A.MOVE and old is not None:
             lines += self._gate_delete(old)
             lines.append(self._gate_add(b, to))
             return "".join(lines)

@@ -76,3 +76,8 @@ def header_line(data, name):
         if line.startswith(name):
             return line
     return None
+
+
+def kinds(actions):
+    """Each action as "<action> <binding kind>" ("open sip", "move rtp"), or "send"."""
+    return [a.kind if a.binding is None else "%s %s" % (a.kind, a.binding.kind) for a in actions]

@@ -13,7 +13,7 @@ from alg.core.bindings import Binding
 from alg.core.config import Config
 from alg.core.engine import Engine, OUT
 from alg.core.via import top_via
-from sipmsgs import PHONE, SERVER, WAN_IP, invite, crlf
+from sipmsgs import PHONE, SERVER, WAN_IP, invite, crlf, kinds
 
 
 def _value(buf, name):
@@ -105,7 +105,7 @@ def test_header_block_end_and_folding():
 def test_start_line_seen_before():
     for _ in range(2):
         m = parse_message(b"INVITE sip:a@b SIP/2.0\r\n\r\n")
-        assert (m.is_request, m.method, m.uri, m._uri_span) == (True, b"INVITE", b"sip:a@b", (7, 14))
+        assert (m.is_request, m.method, m.uri, m.uri_span) == (True, b"INVITE", b"sip:a@b", (7, 14))
         m.set_uri(b"sip:c@d")
         assert m.to_bytes() == b"INVITE sip:c@d SIP/2.0\r\n\r\n"
     for _ in range(2):
@@ -163,13 +163,16 @@ def test_reason_is_rendered_when_read():
 
 def test_restored_media_binding_keeps_its_timer_under_a_call():
     e = Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], rtp_ports=(6000, 6999)))
-    e.restore(Binding(("10.0.0.2", 6000), (WAN_IP, 6000), "rtp", 50.0), 1.0)
+    e.restore(Binding(("10.0.0.2", 6000), (WAN_IP, 6000), "rtp", 50.0))
     e.handle(OUT, PHONE, SERVER, invite(), 1.0)
     rtp = e.lookup_lan(("10.0.0.2", 6000))
     assert rtp is not None and rtp.expires == 181.0        # the call's early-media deadline
     # BYE-less call end leaves the restored owner; the binding's own timer closes it
-    for call in list(e.calls.values()):
-        e._end_call(call, 2.0, [])
+    cancel = crlf("CANCEL sip:bob@203.0.113.10 SIP/2.0\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKinv1\n"
+                  "From: <sip:alice@10.0.0.2>;tag=a1\nTo: <sip:bob@203.0.113.10>\nCall-ID: call1@10.0.0.2\n"
+                  "CSeq: 1 CANCEL\nContent-Length: 0\n\n")
+    e.handle(OUT, PHONE, SERVER, cancel, 2.0)
+    assert not e.dialogs
     assert e.lookup_lan(("10.0.0.2", 6000)) is not None
     e.expire(182.0)
     assert e.lookup_lan(("10.0.0.2", 6000)) is None
@@ -180,5 +183,5 @@ def test_media_bindings_close_with_the_call_timer():
     e.handle(OUT, PHONE, SERVER, invite(), 1.0)
     assert e.lookup_lan(("10.0.0.2", 6000)) is not None and e.next_deadline() == 65.0
     acts = e.expire(181.0)
-    assert e.lookup_lan(("10.0.0.2", 6000)) is None and not e.calls
-    assert sorted(a.kind for a in acts) == ["close-binding", "close-pinhole", "close-pinhole"]
+    assert e.lookup_lan(("10.0.0.2", 6000)) is None and not e.dialogs
+    assert sorted(kinds(acts.actions)) == ["close rtcp", "close rtp", "close sip"]

@@ -1,7 +1,7 @@
 """Registrations keep the signalling binding open for their whole lifetime."""
 from alg.core.engine import Engine, OUT, IN
 from alg.core.config import Config
-from sipmsgs import PHONE, SERVER, WAN, WAN_IP, register, response
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, register, response, kinds
 
 
 def engine():
@@ -27,10 +27,10 @@ def test_registration_holds_binding_past_idle():
     assert b"Contact: <sip:alice@10.0.0.2:5060>;expires=1800\r\n" in r.payload
     b = e.lookup_lan(PHONE)
     assert b.expires == 0.1 + 1800 + 30
-    assert [a.kind for a in r.actions] == ["refresh-binding"]
-    assert e.expire(1000.0) == [] and e.lookup_lan(PHONE) is not None
-    acts = e.expire(1831.0)
-    assert [a.kind for a in acts] == ["close-binding"]
+    assert kinds(r.actions) == ["refresh sip"]
+    assert e.expire(1000.0).actions == [] and e.lookup_lan(PHONE) is not None
+    acts = e.expire(1831.0).actions
+    assert kinds(acts) == ["close sip"]
     assert e.lookup_lan(PHONE) is None and e.lookup_wan(5060) is None
 
 
@@ -48,8 +48,8 @@ def test_unregister_falls_back_to_idle():
     e.handle(OUT, PHONE, SERVER, register(expires=0, cseq=2, branch="z9hG4bKreg2"), 100.0)
     r = e.handle(IN, SERVER, WAN, _ok(cseq=2, branch="z9hG4bKreg2", contact=False, expires_header=0), 100.1)
     assert e.lookup_lan(PHONE).expires == 100.1 + 180
-    assert "refresh-binding" in [a.kind for a in r.actions]
-    assert not e.regs
+    assert "refresh sip" in kinds(r.actions)
+    assert not e.registrations
 
 
 def test_failed_register_changes_nothing():
@@ -58,7 +58,7 @@ def test_failed_register_changes_nothing():
     before = e.lookup_lan(PHONE).expires
     via = "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKreg1;rport=5060;received=203.0.113.1"
     e.handle(IN, SERVER, WAN, response(401, "Unauthorized", via, "reg1@10.0.0.2", 1, "REGISTER"), 0.1)
-    assert e.lookup_lan(PHONE).expires == before and not e.regs
+    assert e.lookup_lan(PHONE).expires == before and not e.registrations
 
 
 def test_refresh_extends():
@@ -68,7 +68,7 @@ def test_refresh_extends():
     e.handle(OUT, PHONE, SERVER, register(cseq=2, branch="z9hG4bKreg2"), 500.0)
     e.handle(IN, SERVER, WAN, _ok(expires_param=600, cseq=2, branch="z9hG4bKreg2"), 500.1)
     assert e.lookup_lan(PHONE).expires == 500.1 + 630
-    assert e.expire(700.0) == []
+    assert e.expire(700.0).actions == []
 
 
 def test_max_expires_caps():
@@ -82,5 +82,5 @@ def test_idle_binding_expires_without_registration():
     e = engine()
     e.handle(OUT, PHONE, SERVER, register(), 0.0)
     assert e.next_deadline() is not None
-    acts = e.expire(181.0)
-    assert "close-binding" in [a.kind for a in acts]
+    acts = e.expire(181.0).actions
+    assert "close sip" in kinds(acts)
