@@ -26,9 +26,9 @@ from typing import List, Optional
 from alg.core import actions as A
 from alg.core import events as E
 from alg.core.addr import Network, norm_ip
-from alg.core.config import Config, parse_port_range
+from alg.core.config import Config
 from alg.core.engine import Engine, IN, OUT, DROP
-from alg import uci
+from alg import options, uci
 from alg.leds import LedConfig, StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
 
@@ -37,8 +37,6 @@ log = logging.getLogger("sipalg")
 # What a router user reads at info level: one line per registration, call and refusal.
 INFO_EVENTS = (E.Registered, E.Deregistered, E.CallStarted, E.CallEnded, E.Refused)
 
-DEFAULT_CONFIG = "/etc/config/sipalg"
-DEFAULT_STATE_DIR = "/var/run/sipalg"
 SO_MARK = 36
 
 
@@ -46,49 +44,39 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Run the SIP ALG on this router in the foreground: installs its own nftables table "
                      "(bindings and media pinholes as map elements with timeouts) and queue rules for SIP, "
                      "rewrites SIP/SDP crossing the NAT, and removes everything on SIGTERM/SIGINT. "
-                     "SIGHUP reloads the config. If the daemon dies, SIP flows unmodified (queue bypass).")
-    p.add_argument("--wan-if", help="WAN interface (its IPv4 address is followed as it changes)")
-    p.add_argument("--lan-if", help="LAN interface (its networks are the LAN)")
-    p.add_argument("--config", help="uci config file (default %s if it exists)" % DEFAULT_CONFIG)
-    p.add_argument("--state-dir", default=None, help="where status is written (default %s)" % DEFAULT_STATE_DIR)
-    p.add_argument("--queue-num", type=int, default=None, help="NFQUEUE number (default 0)")
-    p.add_argument("--sip-port", type=int, action="append", help="UDP port carrying SIP (repeatable; default 5060)")
-    p.add_argument("--rtp-ports", help="media port range LO-HI (default 1024-65535)")
-    p.add_argument("--lan-net", action="append", help="LAN prefix (repeatable; default: the LAN interface's)")
-    p.add_argument("--answer-keepalives", choices=("off", "crlf", "options"), help="see README (default crlf)")
-    p.add_argument("--table", default="sipalg", help="nftables table name (default sipalg)")
-    p.add_argument("--log-level", default=None, choices=("debug", "info", "warning", "error"))
+                     "SIGHUP reloads the config, keeping live calls. If the daemon dies, SIP flows "
+                     "unmodified (queue bypass). Settings come from the uci file; flags override it.")
+    p.add_argument("--config", help="uci config file (default %s if it exists)" % options.DEFAULT_CONFIG)
+    options.add_arguments(p)
 
 
-class Settings:
-    """Command line over uci file over defaults."""
+def config_path(args: argparse.Namespace) -> Optional[str]:
+    if args.config:
+        return args.config
+    return options.DEFAULT_CONFIG if os.path.exists(options.DEFAULT_CONFIG) else None
 
-    def __init__(self, args: argparse.Namespace):
-        sec = None
-        path = args.config or (DEFAULT_CONFIG if os.path.exists(DEFAULT_CONFIG) else None)
-        self.config_path = path
-        cfg = uci.load(path) if path else []
-        if path:
-            sec = uci.section(cfg, "sipalg", "main")
-        opt = (lambda k, d=None: sec.get(k, d)) if sec else (lambda k, d=None: d)
-        lst = (lambda k: sec.get_list(k)) if sec else (lambda k: [])
-        wan_if = args.wan_if or opt("wan_if")
-        lan_if = args.lan_if or opt("lan_if")
-        if not wan_if or not lan_if:
-            raise ValueError("both --wan-if and --lan-if are needed (or wan_if/lan_if in the config)")
-        self.wan_if = resolve_device(wan_if)
-        self.lan_if = resolve_device(lan_if)
-        # the kernel's SIP helper would rewrite too; off by default on OpenWrt (config file), left alone without
-        self.disable_kernel_helper = sec.get_bool("disable_kernel_helper", True) if sec else False
-        self.state_dir = args.state_dir or opt("state_dir", DEFAULT_STATE_DIR)
-        self.queue_num = args.queue_num if args.queue_num is not None else int(opt("queue_num", "0"))
-        self.sip_ports = args.sip_port or [int(p) for p in lst("sip_port")] or [5060]
-        self.rtp_ports = parse_port_range(args.rtp_ports or opt("rtp_ports", "1024-65535"))
-        self.lan_nets = args.lan_net or lst("lan_net")
-        self.answer_keepalives = args.answer_keepalives or opt("answer_keepalives", "crlf")
-        self.log_level = args.log_level or opt("log_level", "info")
-        self.leds = LedConfig.from_section(uci.section(cfg, "leds", "leds"))
-        self.table = args.table
+
+def flags_of(args: argparse.Namespace) -> dict:
+    return {o.attr: getattr(args, o.attr, None) for o in options.OPTIONS if o.flag}
+
+
+class Site:
+    """What the settings name on this router, looked up: devices, LAN prefixes, LEDs,
+    and the engine's Config.  Made anew on each reload, so a bad value (or a
+    device that isn't there) leaves the running one in place."""
+
+    def __init__(self, s: options.Settings, wan_ip: Optional[str]):
+        self.settings = s
+        self.wan_if = resolve_device(s.wan_if, "sipalg.main.wan_if")
+        self.lan_if = resolve_device(s.lan_if, "sipalg.main.lan_if")
+        lan_nets = s.lan_net or iface_networks(self.lan_if)
+        if not lan_nets:
+            raise options.OptionError("LAN interface %s has no IPv4 network: set sipalg.main.lan_net"
+                                      % self.lan_if)
+        self.lan_nets = [Network(n) for n in lan_nets]
+        self.leds = LedConfig.from_settings(s)
+        self.config = Config(wan_ip=wan_ip, lan_nets=lan_nets, sip_ports=s.sip_port, rtp_ports=s.rtp_ports,
+                             answer_keepalives=s.answer_keepalives)
 
 
 def iface_ipv4(ifname: str) -> Optional[str]:
@@ -119,7 +107,7 @@ def iface_networks(ifname: str) -> List[str]:
     return ["%s/%d" % (socket.inet_ntoa(net), prefix)]
 
 
-def resolve_device(name: str) -> str:
+def resolve_device(name: str, key: str) -> str:
     """A device name as given, or the device behind an OpenWrt logical interface ('wan' -> 'eth1')."""
     if os.path.exists("/sys/class/net/%s" % name):
         return name
@@ -133,8 +121,8 @@ def resolve_device(name: str) -> str:
         dev = st.get("l3_device") or st.get("device")
         if dev:
             return dev
-    raise ValueError("interface %r is neither a network device nor an OpenWrt interface (ubus network.interface.%s)"
-                     % (name, name))
+    raise options.OptionError("%s: %r is neither a network device nor an OpenWrt interface "
+                              "(ubus network.interface.%s)" % (key, name, name))
 
 
 def setup_logging(level: str) -> None:
@@ -154,19 +142,18 @@ def setup_logging(level: str) -> None:
 
 
 class Daemon:
-    def __init__(self, settings: Settings):
+    def __init__(self, settings: options.Settings, flags: Optional[dict] = None):
         from alg.kernel.nftables import NftTable, LOCAL_MARK
-        self.s = settings
+        self.flags = flags or {}
         self.clock = time.monotonic
-        self.wan_ip = iface_ipv4(settings.wan_if)
-        lan_nets = settings.lan_nets or iface_networks(settings.lan_if)
-        if not lan_nets:
-            raise ValueError("LAN interface %s has no IPv4 network; give --lan-net" % settings.lan_if)
-        self.lan_nets = [Network(n) for n in lan_nets]
-        self.config = Config(wan_ip=self.wan_ip, lan_nets=lan_nets, sip_ports=settings.sip_ports,
-                             rtp_ports=settings.rtp_ports, answer_keepalives=settings.answer_keepalives)
-        self.engine = Engine(self.config)
-        self.table = NftTable(settings.wan_if, settings.lan_if, self.wan_ip, settings.sip_ports,
+        site = Site(settings, None)
+        self.wan_ip = iface_ipv4(site.wan_if)
+        site.config.wan_ip = self.wan_ip
+        self.site = site
+        self.s = settings
+        self.lan_nets = site.lan_nets
+        self.engine = Engine(site.config)
+        self.table = NftTable(site.wan_if, site.lan_if, self.wan_ip, settings.sip_port,
                               settings.queue_num, name=settings.table)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, LOCAL_MARK)
@@ -178,7 +165,7 @@ class Daemon:
         # queue rules only take SIP, so this must stay 0 (tests check it)
         self.counters = {"sent": 0, "not_udp": 0, "media_queued": 0}
         self.queue = None
-        self.leds = StatusLeds(settings.leds)
+        self.leds = StatusLeds(site.leds)
 
     # -- life cycle
 
@@ -199,8 +186,8 @@ class Daemon:
         os.makedirs(self.s.state_dir, exist_ok=True)
         self.leds.start()
         log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
-                 self.s.wan_if, self.wan_ip or "no address yet", ",".join(n.text for n in self.lan_nets),
-                 ",".join(map(str, self.s.sip_ports)), self.s.rtp_ports[0], self.s.rtp_ports[1],
+                 self.site.wan_if, self.wan_ip or "no address yet", ",".join(n.text for n in self.lan_nets),
+                 ",".join(map(str, self.s.sip_port)), self.s.rtp_ports[0], self.s.rtp_ports[1],
                  self.s.queue_num, "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE",
                  self.queue.backend)
 
@@ -209,11 +196,7 @@ class Daemon:
         if self.queue is not None:
             self.queue.close()
         self.table.remove()
-        for f in ("status.json",):
-            try:
-                os.unlink(os.path.join(self.s.state_dir, f))
-            except OSError:
-                pass
+        self._remove_status()
         log.info("stopped; table %s and queue rules removed", self.s.table)
 
     def run(self) -> None:
@@ -248,29 +231,46 @@ class Daemon:
             self.shutdown()
 
     def _reload(self) -> None:
-        """SIGHUP: re-read the config (live calls stay); also how fw4 tells us it reloaded."""
+        """SIGHUP: apply the config file's every option, live calls kept; also how fw4 says it reloaded.
+
+        Everything is checked before anything changes: a bad value keeps the old config whole."""
+        from alg.kernel.queue import PacketQueue, QueueUnavailable
         try:
-            s = Settings(self.s.args)
-        except (ValueError, OSError) as e:
+            s = options.read(self.s.config_path, self.flags)
+            site = Site(s, self.wan_ip)
+        except (ValueError, OSError) as e:              # OptionError, UciError: both name the option
             log.error("reload failed, keeping the old config: %s", e)
             return
-        s.args = self.s.args
-        self.config.answer_keepalives = s.answer_keepalives
-        setup_logging(s.log_level)
-        self.leds = self.leds.reconfigure(s.leds)
-        moved = (s.wan_if, s.lan_if) != (self.s.wan_if, self.s.lan_if)
-        self.s = s
+        changed = self.s.changed(s)
+        queue = None
+        if s.queue_num != self.s.queue_num:
+            try:
+                queue = PacketQueue(s.queue_num, self.on_packet)
+            except QueueUnavailable as e:
+                log.error("reload failed, keeping the old config: sipalg.main.queue_num %d: %s", s.queue_num, e)
+                return
         now = self.clock()
-        why = ("new devices %s/%s" % (s.wan_if, s.lan_if)) if moved else \
-            None if self.table.present() else "it was gone (fw4 flush?)"
-        if moved:
-            self.table.move_devices(s.wan_if, s.lan_if, self.engine.bindings(), now)
-        elif why:
-            self.table.rebuild(self.engine.bindings(), now)
+        setup_logging(s.log_level)
+        self.engine.configure(site.config)
+        self.lan_nets = site.lan_nets
+        self.leds = self.leds.reconfigure(site.leds)
+        if s.state_dir != self.s.state_dir:
+            os.makedirs(s.state_dir, exist_ok=True)
+            self._remove_status()
+        rebuild = [o.name for o in changed if o.reload == options.REBUILD]
+        if (site.wan_if, site.lan_if) != (self.site.wan_if, self.site.lan_if):
+            rebuild.append("devices %s/%s" % (site.wan_if, site.lan_if))
+        self.s, self.site = s, site
+        why = ", ".join(rebuild) if rebuild else None if self.table.present() else "it was gone (fw4 flush?)"
         if why:
+            self.table.reconfigure(site.wan_if, site.lan_if, s.sip_port, s.queue_num, self.engine.bindings(), now)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
+        if queue is not None:
+            old, self.queue = self.queue, queue
+            old.close()
         self._kernel_helper_off()
-        log.info("config reloaded (live calls kept)")
+        log.info("config reloaded%s (live calls kept)",
+                 (": " + ", ".join(o.key for o in changed)) if changed else ", nothing changed")
 
     def _kernel_helper_off(self) -> None:
         if self.s.disable_kernel_helper:
@@ -280,7 +280,7 @@ class Daemon:
 
     def _follow_wan(self, now: float) -> Optional[str]:
         """Returns the WAN address now (None while it has none; self.wan_ip keeps the last one)."""
-        ip = iface_ipv4(self.s.wan_if)
+        ip = iface_ipv4(self.site.wan_if)
         if ip is None or ip == self.wan_ip:
             return ip
         log.info("WAN address %s -> %s: moving %d bindings", self.wan_ip, ip, len(self.engine.bindings()))
@@ -362,7 +362,7 @@ class Daemon:
             "pid": os.getpid(),
             "started": self.started,
             "written": time.time(),
-            "wan_if": self.s.wan_if, "lan_if": self.s.lan_if, "wan_ip": self.wan_ip,
+            "wan_if": self.site.wan_if, "lan_if": self.site.lan_if, "wan_ip": self.wan_ip,
             "queue": "nft" if self.table.use_nft_queue else "iptables",
             "leds": self.leds.describe(),
             "queue_backend": self.queue.backend if self.queue else None,
@@ -380,6 +380,12 @@ class Daemon:
                          for b in sorted(e.bindings(), key=lambda b: b.wan[1])],
         }
 
+    def _remove_status(self) -> None:
+        try:
+            os.unlink(os.path.join(self.s.state_dir, "status.json"))
+        except OSError:
+            pass
+
     def write_status(self, now: float) -> None:
         path = os.path.join(self.s.state_dir, "status.json")
         tmp = path + ".tmp"
@@ -390,8 +396,8 @@ class Daemon:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        settings = Settings(args)
-        settings.args = args
+        flags = flags_of(args)
+        settings = options.read(config_path(args), flags)
         setup_logging(settings.log_level)
     except (ValueError, OSError) as e:
         print("sipalg run: %s" % e, file=sys.stderr)
@@ -400,7 +406,7 @@ def run(args: argparse.Namespace) -> int:
         print("sipalg run: needs root (nftables and NFQUEUE)", file=sys.stderr)
         return 2
     try:
-        daemon = Daemon(settings)
+        daemon = Daemon(settings, flags)
     except (ValueError, OSError) as e:
         print("sipalg run: %s" % e, file=sys.stderr)
         return 2

@@ -25,11 +25,12 @@ import logging
 import os
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
-from alg.core.dialogs import CONFIRMED
+from alg import options
+from alg.core.call_states import CONFIRMED
 
 log = logging.getLogger("sipalg.leds")
 
-DEFAULT_ROOT = "/sys/class/leds"
+DEFAULT_ROOT = options.DEFAULT_LED_ROOT
 ROLES = ("registered", "call", "error")
 AUTO = "auto"
 
@@ -74,23 +75,17 @@ class LedConfig:
 
     @classmethod
     def from_section(cls, sec) -> "LedConfig":
-        """From an alg.uci.Section, or None (no section: LEDs off)."""
-        if sec is None:
-            return cls()
-        try:
-            enabled = sec.get_bool("enabled", False)
-        except ValueError as e:
-            raise ValueError("leds: %s" % e) from None
-        names = {}
-        for role in ROLES:
-            v = sec.get(role, "")
-            if isinstance(v, list):
-                raise ValueError("leds.%s: one LED name expected, got a list %r" % (role, v))
-            names[role] = v.strip()
-        root = sec.get("sysfs_root", DEFAULT_ROOT)
-        if isinstance(root, list) or not root:
-            raise ValueError("leds.sysfs_root: one directory expected, got %r" % (root,))
-        return cls(enabled, root=root, **names)
+        """From an alg.uci.Section, or None (no section: LEDs off), through the option table."""
+        values = {}
+        for name in ("enabled", "sysfs_root") + ROLES:
+            o = options.option(options.LEDS, name)
+            values[name] = o.parse(sec.options[name] if sec is not None and name in sec.options else o.default)
+        return cls(values["enabled"], values["registered"], values["call"], values["error"],
+                   root=values["sysfs_root"])
+
+    @classmethod
+    def from_settings(cls, s) -> "LedConfig":
+        return cls(s.led_enabled, s.led_registered, s.led_call, s.led_error, root=s.led_sysfs_root)
 
     def check(self) -> None:
         """Raise ValueError naming a bad LED name."""

@@ -13,7 +13,8 @@ import argparse
 import sys
 
 from alg.core.addr import Network, norm_ip
-from alg.core.config import Config, parse_port_range
+from alg import options
+from alg.core.config import Config
 from alg.core.engine import Engine, IN, OUT
 from alg.packet import parse_udp, with_addresses
 
@@ -30,12 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("input", metavar="IN.pcap", help="capture to read (pcap or pcapng)")
     p.add_argument("output", metavar="OUT.pcap", help="capture to write (pcap, same link type)")
     p.add_argument("--wan-ip", required=True, help="the router's WAN address, e.g. 203.0.113.1")
-    p.add_argument("--lan-net", action="append", required=True, metavar="CIDR",
-                   help="a LAN prefix behind the router (repeatable), e.g. 10.0.0.0/24")
-    p.add_argument("--sip-port", action="append", type=int, metavar="P",
-                   help="UDP port carrying SIP (repeatable; default 5060)")
-    p.add_argument("--rtp-ports", default="1024-65535", metavar="LO-HI",
-                   help="RTP range media bindings may use (default 1024-65535)")
+    options.add_arguments(p, only=("lan_net", "sip_port", "rtp_ports"), required=("lan_net",))
 
 
 def _ip_offset(linktype: int, frame: bytes):
@@ -65,13 +61,10 @@ def run(args: argparse.Namespace) -> int:
     if wan_ip is None:
         print("replay: --wan-ip %r is not an IP address" % args.wan_ip, file=sys.stderr)
         return 2
-    try:
-        nets = [Network(n) for n in args.lan_net]
-        config = Config(wan_ip=wan_ip, lan_nets=args.lan_net, sip_ports=args.sip_port or (5060,),
-                        rtp_ports=parse_port_range(args.rtp_ports))
-    except ValueError as e:
-        print("replay: %s" % e, file=sys.stderr)
-        return 2
+    nets = [Network(n) for n in args.lan_net]
+    defaults = {o.attr: o.parse(o.default) for o in options.OPTIONS if o.name in ("sip_port", "rtp_ports")}
+    config = Config(wan_ip=wan_ip, lan_nets=args.lan_net, sip_ports=args.sip_port or defaults["sip_port"],
+                    rtp_ports=args.rtp_ports or defaults["rtp_ports"])
     try:
         f = open(args.input, "rb")
     except OSError as e:

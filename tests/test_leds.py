@@ -8,7 +8,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "core"))
 
-from alg import daemon, uci  # noqa: E402
+from alg import daemon, options, uci  # noqa: E402
 from alg.core.config import Config  # noqa: E402
 from alg.core.engine import Engine, IN, OUT  # noqa: E402
 from alg.leds import (BLINK, ERROR_HOLD, OFF, ON, RINGING_BLINK, Led, LedConfig, LedState,  # noqa: E402
@@ -325,7 +325,7 @@ def test_led_class_reads_max_brightness(tmp_path):
 
 # ---------------------------------------------------------------- configuration
 
-def _config(tmp_path, leds_body, main="\toption wan_if 'lo'\n\toption lan_if 'lo'\n"):
+def _config(tmp_path, leds_body, main="\toption wan_if 'wan'\n\toption lan_if 'lan'\n"):
     p = tmp_path / "sipalg"
     p.write_text("config sipalg 'main'\n" + main + "\nconfig leds 'leds'\n" + leds_body)
     return str(p)
@@ -366,13 +366,14 @@ def _settings(path):
     import argparse
     p = argparse.ArgumentParser()
     daemon.add_arguments(p)
-    return daemon.Settings(p.parse_args(["--config", path]))
+    args = p.parse_args(["--config", path])
+    return LedConfig.from_settings(options.read(daemon.config_path(args), daemon.flags_of(args)))
 
 
 def test_daemon_settings_read_the_leds_section(tmp_path):
     path = _config(tmp_path, "\toption enabled '1'\n\toption registered 'ACT'\n\toption call 'green:phone'\n")
-    s = _settings(path)
-    assert s.leds.enabled and s.leds.names == {"registered": "ACT", "call": "green:phone", "error": ""}
+    leds = _settings(path)
+    assert leds.enabled and leds.names == {"registered": "ACT", "call": "green:phone", "error": ""}
 
 
 def test_daemon_settings_refuse_a_bad_led(tmp_path):

@@ -5,7 +5,6 @@ The views run under node with stand-ins for LuCI's modules (form, rpc, poll, net
 cbi_update_table): enough to see which options they create, run their validators and render
 the status page from a status dict.  No root needed.
 """
-import argparse
 import inspect
 import json
 import os
@@ -32,8 +31,7 @@ INIT = os.path.join(ROOT, "openwrt", "sipalg", "files", "sipalg.init")
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 from conftest import need  # noqa: E402
 
-from alg import daemon, leds, uci  # noqa: E402
-from alg.core.config import ANSWER_KEEPALIVES, parse_port_range  # noqa: E402
+from alg import daemon, leds, options, uci  # noqa: E402
 
 
 def read(path):
@@ -312,20 +310,26 @@ def _quoted(name, text):
     return re.search(r"""["']%s["']""" % re.escape(name), text) is not None
 
 
-def test_settings_edits_only_options_the_daemon_reads():
+# How each kind of option in alg/options.py shows on the page.
+FORM_CLASS = {"bool": "Flag", "ports": "DynamicList", "choice": "ListValue", "int": "Value", "port_range": "Value",
+              "iface": "Value", "led": "Value", "nets": "DynamicList", "path": "Value"}
+
+
+def test_settings_edits_only_options_of_the_option_table():
     opts = js_options(SETTINGS_JS)
-    # main: the daemon's Settings, except `enabled`, which the init script reads (no daemon when off)
-    settings_src = inspect.getsource(daemon.Settings)
+    for section, edited in opts.items():
+        for name, cls in edited.items():
+            assert (section, name) in options.BY_KEY, "the page edits %s.%s, which sipalg does not know" % (section, name)
+            o = options.option(section, name)
+            assert FORM_CLASS[o.kind] == cls, (section, name, o.kind, cls)
+    # `enabled` is the init script's: no daemon runs when it is off
     init_reads = set(re.findall(r"config_get(?:_bool)?\s+\w+\s+main\s+(\w+)", read(INIT)))
-    unread = [o for o in opts["main"] if not _quoted(o, settings_src) and o not in init_reads]
-    assert not unread, "main options nothing reads: %s" % unread
     assert "enabled" in init_reads
-    # leds: alg/leds.py's LedConfig.from_section (the role names come from ROLES)
-    assert "from_section" in inspect.getsource(leds.LedConfig)
-    leds_src = inspect.getsource(leds)
-    unread = [o for o in opts["leds"] if not _quoted(o, leds_src)]
-    assert not unread, "leds options alg/leds.py never names: %s" % unread
     assert set(opts["leds"]) - {"enabled"} == set(leds.ROLES)
+    # every option a user sets in the file is on the page (the test-only ones are not)
+    in_file = {(o.section, o.name) for o in options.OPTIONS if o.section} - {("main", "state_dir"),
+                                                                          ("leds", "sysfs_root")}
+    assert in_file - {("main", "lan_net")} == {(s, n) for s in opts for n in opts[s]}
 
 
 def test_settings_view_creates_the_options_the_source_shows(tmp_path):
@@ -340,12 +344,14 @@ def test_settings_view_creates_the_options_the_source_shows(tmp_path):
     by = {(s["name"], o["name"]): o for s in rep["sections"] for o in s["options"]}
     assert by[("main", "enabled")]["cls"] == "Flag"
     assert by[("main", "sip_port")]["cls"] == "DynamicList" and "port" in by[("main", "sip_port")]["datatype"]
-    # the ListValues offer exactly what the daemon accepts
-    parser = argparse.ArgumentParser()
-    daemon.add_arguments(parser)
-    choices = {a.dest: list(a.choices) for a in parser._actions if a.choices}
-    assert by[("main", "answer_keepalives")]["choices"] == list(ANSWER_KEEPALIVES) == choices["answer_keepalives"]
-    assert by[("main", "log_level")]["choices"] == choices["log_level"]
+    # the ListValues offer exactly what the option table accepts, and default to its default
+    for (section, name), o in by.items():
+        opt = options.option(section, name)
+        if opt.kind == "choice":
+            assert o["choices"] == list(opt.choices), name
+    # the datatypes say what the table says
+    assert by[("main", "queue_num")]["datatype"] == "range(%d,%d)" % (options.option("main", "queue_num").low,
+                                                                      options.option("main", "queue_num").high)
     # the logical interfaces are offered (not loopback); the board's LEDs too, after 'auto'
     assert by[("main", "wan_if")]["choices"] == ["lan", "wan"]
     assert by[("leds", "call")]["choices"] == ["auto", "ACT", "PWR"]
@@ -359,7 +365,8 @@ def test_settings_view_survives_missing_networks_and_leds(tmp_path):
     assert by[("main", "lan_if")]["choices"] == []
 
 
-RTP_CASES = [("1024-65535", True), ("10000-20000", True), ("1-1", True), ("5004-5004", True),
+RTP_CASES = [("1024-65535", True), ("10000-20000", True), ("1024-1027", True), ("1-1", False),
+             ("5004-5004", False), ("1024-1026", False), ("1023-2000", False),
              ("20000-10000", False), ("2001-2000", False), ("0-100", False), ("1024-65536", False),
              ("1024", False), ("a-b", False), ("1024-", False), (" 1024-2000", False), ("", False)]
 
@@ -370,15 +377,15 @@ def test_rtp_range_validator(tmp_path):
     got = [(v, r is True) for (v, _), r in zip(RTP_CASES, rep["validations"])]
     assert got == RTP_CASES
     assert all(isinstance(r, str) and r for r in rep["validations"] if r is not True)
-    # what the page accepts, the daemon parses to the same range
+    # what the page accepts, the daemon's option table accepts, and nothing else
+    opt = options.option("main", "rtp_ports")
     for v, ok in RTP_CASES:
         if ok:
-            lo, hi = parse_port_range(v)
-            assert 1 <= lo <= hi <= 65535
-    # and a range the page refuses for its numbers, the daemon refuses too (a hand-edited file)
-    for v in ("20000-10000", "2001-2000", "0-100", "1024-65536"):
-        with pytest.raises(ValueError):
-            parse_port_range(v)
+            lo, hi = opt.parse(v)
+            assert "%d-%d" % (lo, hi) == v
+        else:
+            with pytest.raises(options.OptionError):
+                opt.parse(v)
 
 
 def test_led_and_interface_validators(tmp_path):

@@ -54,13 +54,17 @@ class BindingTable:
 
     def __init__(self, wan_ip, rtp_ports=(1024, 65535), sip_ports=(5060,), timers=None):
         self.wan_ip = wan_ip
-        self.rtp_lo = rtp_ports[0]
-        self.rtp_hi = rtp_ports[1]
-        self.sip_ports = tuple(sip_ports)
+        self.configure(rtp_ports, sip_ports)
         self.timers = timers
         self._by_lan = {}
         self._by_wan = {}
         self._owners = {}        # lan -> {owner: deadline}
+
+    def configure(self, rtp_ports, sip_ports):
+        """Where new media bindings go from now on; the ones there stay."""
+        self.rtp_lo = rtp_ports[0]
+        self.rtp_hi = rtp_ports[1]
+        self.sip_ports = tuple(sip_ports)
 
     def __len__(self):
         return len(self._by_lan)

@@ -137,6 +137,13 @@ class Engine:
         self.wan_ip = text
         self.table.set_wan_ip(text)
 
+    def configure(self, config):
+        """New settings for a running engine (a reload): bindings, registrations and
+        calls stay as they are; the new rules apply from the next message on."""
+        self.config.update(config)
+        self.policy.configure(self.config)
+        self.table.configure(self.config.rtp_ports, self.config.sip_ports)
+
     def bindings(self):
         return self.table.all()
 

@@ -32,6 +32,10 @@ NO_FREE_PORT = "no free WAN port"
 
 class Policy:
     def __init__(self, config):
+        self.configure(config)
+
+    def configure(self, config):
+        """The rules of config from the next decision on (a reload)."""
         self.config = config
         self.lan_nets = [Network(n) for n in config.lan_nets]
         self.rtp_lo, self.rtp_hi = config.rtp_ports

@@ -146,11 +146,14 @@ class NftTable:
         self.wan_ip = wan_ip
         self.rebuild(bindings, now)
 
-    def move_devices(self, wan_if: str, lan_if: str, bindings: Iterable[Binding], now: float) -> None:
-        """The interfaces behind wan/lan changed (e.g. PPPoE came up): rules name them, so rebuild."""
+    def reconfigure(self, wan_if: str, lan_if: str, sip_ports: Sequence[int], queue_num: int,
+                    bindings: Iterable[Binding], now: float) -> None:
+        """What the rules name changed (devices, e.g. PPPoE came up; SIP ports; queue): rebuild."""
         if not self.use_nft_queue:
             self._iptables_queue(add=False)
         self.wan_if, self.lan_if = wan_if, lan_if
+        self.sip_ports = list(sip_ports)
+        self.queue_num = queue_num
         self.rebuild(bindings, now)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)

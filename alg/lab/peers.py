@@ -33,13 +33,18 @@ class Alg:
     """`sipalg run` in the router namespace."""
 
     def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg",
-                 env: Optional[Dict[str, str]] = None):
+                 env: Optional[Dict[str, str]] = None, config: Optional[str] = None):
+        """config: a uci file that alone says everything (no --wan-if/--lan-if/--log-level flags),
+        so a reload can change any option; else those come as flags."""
         self.lab = lab
         self.env = dict(env or {})                         # e.g. SIPALG_QUEUE_BACKEND=netlink
         self.state_dir = os.path.join(logdir, "state")
         self.log_path = os.path.join(logdir, "sipalg.log")
-        self.args = ["--wan-if", lab.wan_if, "--lan-if", lab.lan_if, "--state-dir", self.state_dir,
-                     "--log-level", "debug", "--table", table] + list(extra)
+        if config is None:
+            self.args = ["--wan-if", lab.wan_if, "--lan-if", lab.lan_if, "--state-dir", self.state_dir,
+                         "--log-level", "debug", "--table", table] + list(extra)
+        else:
+            self.args = ["--config", config, "--state-dir", self.state_dir, "--table", table] + list(extra)
         self.table = table
         self.proc: Optional[subprocess.Popen] = None
 
@@ -67,6 +72,11 @@ class Alg:
         time.sleep(1.2)                                    # it writes once a second
         with open(os.path.join(self.state_dir, "status.json")) as f:
             return json.load(f)
+
+    def reload(self, wait: float = 1.5) -> None:
+        """SIGHUP, as reload_config sends it, and time to act on it."""
+        self.proc.send_signal(signal.SIGHUP)
+        time.sleep(wait)
 
     def stop(self, sig: int = signal.SIGTERM) -> int:
         if self.proc is None:

@@ -11,7 +11,8 @@ const callLeds = rpc.declare({
 	expect: { '': {} }
 });
 
-// 'LO-HI' with 1 <= LO <= HI <= 65535: the daemon only checks the shape.
+// 'LO-HI' with 1024 <= LO < HI <= 65535 and room for a call: what the daemon's
+// option table (alg/options.py, rtp_ports) accepts, so Save never stops the daemon.
 function validatePortRange(section_id, value) {
 	const m = /^(\d+)-(\d+)$/.exec(value || '');
 
@@ -20,11 +21,14 @@ function validatePortRange(section_id, value) {
 
 	const lo = +m[1], hi = +m[2];
 
-	if (lo < 1 || hi > 65535)
-		return _('Ports must be between 1 and 65535');
+	if (lo < 1024 || hi > 65535)
+		return _('Ports must be between 1024 and 65535');
 
 	if (lo > hi)
 		return _('The first port must not be greater than the last');
+
+	if (hi - lo + 1 < 4)
+		return _('The range must hold at least 4 ports (one call\'s RTP and RTCP)');
 
 	return true;
 }
