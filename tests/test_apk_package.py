@@ -291,3 +291,36 @@ def test_mkapk_refuses_a_version_apk_would_refuse(tmp_path):
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(os.environ, SOURCE_DATE_EPOCH="1"))
     assert r.returncode == 1 and "not an apk version" in r.stderr.decode()
     assert not os.path.exists(tmp_path / "out" / "sipalg-v0.1.0-r1.apk")
+
+
+def test_scripts_enable_and_disable_the_service_in_a_throwaway_root(pkgs, tmp_path):
+    """The .apk's own scripts against the QEMU VM's stand-ins for /lib/functions.sh and /etc/rc.common,
+    offline (IPKG_INSTROOT set, as for an image), with the files unpacked from the package as apk would."""
+    import shutil
+    root = tmp_path / "root"
+    overlay = os.path.join(ROOT, "qemu", "guest", "overlay")
+    for rel in ("etc/rc.common", "lib/functions.sh", "lib/functions/procd.sh"):
+        os.makedirs(os.path.dirname(root / rel), exist_ok=True)
+        shutil.copy2(os.path.join(overlay, rel), root / rel)
+    for path, f in _files(pkgs["sipalg"]).items():
+        dest = root / path.lstrip("/")
+        os.makedirs(dest.parent, exist_ok=True)
+        dest.write_bytes(f["data"])
+        os.chmod(dest, f["acl"]["mode"])
+    env = dict(os.environ, IPKG_INSTROOT=str(root))
+    env.pop("pkgname", None)
+
+    def run(kind):
+        script = tmp_path / kind
+        script.write_bytes(pkgs["sipalg"]["scripts"][kind])
+        r = subprocess.run(["sh", str(script), pkgs["sipalg"]["info"]["version"]], env=env, cwd=str(root),
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        assert r.returncode == 0, r.stdout.decode()
+        return r.stdout.decode()
+    run("post-install")
+    assert os.readlink(root / "etc/rc.d/S95sipalg") == "../init.d/sipalg"
+    assert os.readlink(root / "etc/rc.d/K10sipalg") == "../init.d/sipalg"
+    run("post-upgrade")
+    assert os.path.islink(root / "etc/rc.d/S95sipalg")
+    run("pre-deinstall")
+    assert os.listdir(root / "etc/rc.d") == []
