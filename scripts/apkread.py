@@ -174,9 +174,6 @@ class Adb:
     def split(v: int):
         return v >> 28, v & 0x0FFFFFFF
 
-    def is_null(self, v: int) -> bool:
-        return v == 0
-
     def blob(self, v: int, what: str) -> Optional[bytes]:
         t, offs = self.split(v)
         if v == 0:
