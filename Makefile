@@ -1,7 +1,7 @@
 # The README's two commands are `make demo` and `make test`; both install what they need first.
 PYTHON ?= python3
 
-.PHONY: setup demo test bench ipk
+.PHONY: setup demo test bench ipk apk
 setup:
 	sh scripts/setup
 
@@ -14,9 +14,13 @@ test: setup
 bench:
 	$(PYTHON) bench/engine_bench.py
 
-# OpenWrt packages (.ipk) in dist/, built from openwrt/*/Makefile without the SDK
+# OpenWrt 24.10 packages (.ipk) in dist/, built from openwrt/*/Makefile without the SDK
 ipk:
 	$(PYTHON) scripts/mkipk
+
+# The same packages for OpenWrt 25.12's apk-tools 3 (.apk, ADB format), also without the SDK
+apk:
+	$(PYTHON) scripts/mkapk
 
 # QEMU test VM (qemu/): a Debian-packages-only image with the .ipk installed as opkg does,
 # booted under TCG to run the lab scenarios against the installed package with nft queue.

@@ -126,14 +126,28 @@ config_list_foreach() {
 	done
 }
 
-# opkg's maintainer scripts (default_postinst/default_prerm), following
+# The maintainer scripts' helpers (default_postinst/default_prerm), following
 # OpenWrt's include/package-pack.mk: the package's own script (-pkg) first,
 # then its init scripts are enabled (and, on a live system, uci-defaults run
-# and the service started).
+# and the service started).  opkg's scripts pass their own path ($1); apk's
+# (OpenWrt 25.12) export pkgname and root and list the files in
+# /lib/apk/packages/NAME.list, their own script follows inline.
+_pkg_filelist() {
+	if [ -f "$IPKG_INSTROOT/lib/apk/packages/$1.list" ]; then
+		echo "/lib/apk/packages/$1.list"
+	else
+		echo "/usr/lib/opkg/info/$1.list"
+	fi
+}
+
+add_group_and_user() { return 0; }
+
 default_postinst() {
-	local root="$IPKG_INSTROOT" pkgname ret=0 i
-	pkgname="$(basename "${1%.*}")"
-	local filelist="/usr/lib/opkg/info/${pkgname}.list"
+	local root="$IPKG_INSTROOT" name ret=0 i
+	name="${pkgname:-$(basename "${1%.*}")}"
+	local filelist
+	filelist="$(_pkg_filelist "$name")"
+	local pkgname="$name"
 	if [ -e "$root/usr/lib/opkg/info/${pkgname}.postinst-pkg" ]; then
 		( . "$root/usr/lib/opkg/info/${pkgname}.postinst-pkg" )
 		ret=$?
@@ -155,13 +169,14 @@ default_postinst() {
 }
 
 default_prerm() {
-	local root="$IPKG_INSTROOT" pkgname ret=0 i
-	pkgname="$(basename "${1%.*}")"
+	local root="$IPKG_INSTROOT" name ret=0 i
+	name="${pkgname:-$(basename "${1%.*}")}"
+	local pkgname="$name"
 	if [ -f "$root/usr/lib/opkg/info/${pkgname}.prerm-pkg" ]; then
 		( . "$root/usr/lib/opkg/info/${pkgname}.prerm-pkg" )
 		ret=$?
 	fi
-	for i in $(grep -s "^/etc/init.d/" "$root/usr/lib/opkg/info/${pkgname}.list"); do
+	for i in $(grep -s "^/etc/init.d/" "$root$(_pkg_filelist "$pkgname")"); do
 		if [ -n "$root" ]; then
 			sh "$root/etc/rc.common" "$root$i" disable
 		else
