@@ -462,6 +462,50 @@ def test_views_read_only_keys_the_daemon_writes():
     assert _quoted("running", read(os.path.join(ROOT, "alg", "status.py")))
 
 
+# ---------------------------------------------------------------- translations
+
+POT = os.path.join(APP, "po", "templates", "sipalg.pot")
+
+
+def pot_msgids(text):
+    ids, cur = set(), None
+    for line in text.split("\n") + [""]:
+        m = re.match(r'^msgid "(.*)"$', line)
+        if m:
+            cur = m.group(1)
+        elif cur is not None and re.match(r'^"(.*)"$', line):
+            cur += line[1:-1]
+        else:
+            if cur:
+                ids.add(cur.replace('\\"', '"'))
+            cur = None
+    return ids
+
+
+def test_translation_template_is_current():
+    """po/templates/sipalg.pot is what scripts/i18n-scan makes from the sources now."""
+    for tool in ("xgettext", "msguniq"):
+        need(shutil.which(tool) is not None, "needs %s (scripts/setup installs gettext)" % tool)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "i18n-scan"), "--check", APP],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+
+
+def test_translation_template_holds_every_string_the_pages_show():
+    ids = pot_msgids(read(POT))
+    # one-literal _('...') calls, read without xgettext: each is a msgid
+    for path in all_views():
+        for lit in re.findall(r"\b_\('((?:[^'\\]|\\.)*)'\)", read(path)):
+            assert lit.replace("\\'", "'") in ids, (os.path.basename(path), lit)
+    # the concatenated description is one msgid, as LuCI's _() looks it up at run time
+    assert any(i.startswith("Rewrites SIP and SDP for phones behind this router's NAT") for i in ids)
+    for entry in json.loads(read(MENU)).values():
+        assert entry["title"] in ids
+    assert json.loads(read(ACL))["luci-app-sipalg"]["description"] in ids
+    # luci.mk makes a translation package per po/<lang>/: none yet, and the template is not one
+    assert sorted(os.listdir(os.path.join(APP, "po"))) == ["templates"]
+
+
 # ---------------------------------------------------------------- menu and ACL
 
 def test_menu_and_acl_parse_and_match_the_views():
