@@ -147,7 +147,7 @@ define Package/$(PKG_NAME)
   SUBMENU:=$(if $(LUCI_MENU.$(LUCI_TYPE)),$(LUCI_MENU.$(LUCI_TYPE)),$(LUCI_MENU.app))
   TITLE:=$(if $(LUCI_TITLE),$(LUCI_TITLE),LuCI $(LUCI_NAME) $(LUCI_TYPE))
   DEPENDS:=$(LUCI_DEPENDS)
-  VERSION:=$(PKG_VERSION)
+  VERSION:=$(if $(PKG_VERSION),$(PKG_VERSION)-r$(PKG_RELEASE),$(PKG_SRC_VERSION))
   PKGARCH:=$(LUCI_PKGARCH)
   URL:=$(LUCI_URL)
   MAINTAINER:=$(LUCI_MAINTAINER)
@@ -320,6 +320,7 @@ def test_sdk_stages_what_make_ipk_packs(linked, ipks, pkgdir, tmp_path):
         assert got[p] == want[p], "%s differs: %s" % (p, (got[p][:2], want[p][:2]))
     # the control fields mkipk writes are those the SDK's package would carry
     f = fields[name]
+    assert ipk_fields["Package"] == name and ipk_fields["Version"] == f["VERSION"]
     assert ipk_fields["Section"] == f["SECTION"] and ipk_fields["Architecture"] == f["PKGARCH"] == "all"
     assert ipk_fields["Maintainer"] == f["MAINTAINER"] and ipk_fields["URL"] == f["URL"]
     assert ipk_fields["License"] == f["LICENSE"] and ipk_fields["LicenseFiles"] == f["LICENSE_FILES"]
