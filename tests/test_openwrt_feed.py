@@ -336,8 +336,9 @@ def test_feed_fields_are_real(linked, pkgdir):
     assert f["SUBMENU"], "no SUBMENU"
     assert f["SUBMENU"] == ("Telephony" if pkgdir == "sipalg" else "3. Applications")
     assert re.fullmatch(r"[^<>]+ <[^<>@\s]+@[^<>@\s]+>", f["MAINTAINER"]), f["MAINTAINER"]
-    for k in ("MAINTAINER", "URL"):
-        assert "example.org" not in f[k] and "LuCI community" not in f[k] and "github.com/openwrt" not in f[k], (k, f[k])
+    for k in ("MAINTAINER", "URL"):               # no placeholder, and not luci.mk's defaults naming LuCI
+        for wrong in ("example.org", "LuCI community", "github.com/openwrt"):
+            assert wrong not in f[k], (k, f[k])
     assert f["LICENSE"] == "GPL-2.0-only"
     # the licence files are in the prepared source, as PKG_LICENSE_FILES says
     for lic in f["LICENSE_FILES"].split():
