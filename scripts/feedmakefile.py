@@ -95,10 +95,12 @@ class FeedMakefile:
 
     def fields(self, name: str) -> Dict[str, str]:
         if self.is_luci:
+            # luci.mk's Package/<name>, its URL and MAINTAINER defaults naming LuCI itself
             return {"TITLE": self.vars.get("LUCI_TITLE", name), "DEPENDS": self.vars.get("LUCI_DEPENDS", ""),
                     "SECTION": "luci", "CATEGORY": "LuCI", "PKGARCH": self.vars.get("LUCI_PKGARCH", "all"),
-                    "URL": self.vars.get("PKG_URL", "")}
-        out = {}
+                    "URL": self.expand(self.vars.get("LUCI_URL", "https://github.com/openwrt/luci")),
+                    "MAINTAINER": self.expand(self.vars.get("LUCI_MAINTAINER", "OpenWrt LuCI community"))}
+        out = {"MAINTAINER": self.expand(self.vars.get("PKG_MAINTAINER", ""))}    # package-defaults.mk
         for line in self.defines["Package/" + name].split("\n"):
             m = re.match(r"\s*([A-Z_]+)\s*:?=\s*(.*)$", line)
             if m:
@@ -112,7 +114,7 @@ class FeedMakefile:
 
     def source(self) -> str:
         """package.mk's SOURCE: the package's directory below the build tree (feeds/<feed>/<dir>)."""
-        return "feeds/sipalg/" + os.path.relpath(self.dir, FEED)
+        return "feeds/sipalg/" + os.path.relpath(self.dir, ROOT)     # the feed is the repository root (README)
 
     def description_lines(self, name: str) -> List[str]:
         """Package/<name>/description (LuCI apps: LUCI_DESCRIPTION), one entry per non-blank line."""

@@ -96,7 +96,7 @@ def test_info_fields_come_from_the_feed_makefiles(pkgs):
         ver = "%s-r%s" % (re.search(r"^PKG_VERSION:=(\S+)", text, re.M).group(1),
                           re.search(r"^PKG_RELEASE:=(\S+)", text, re.M).group(1))
         assert (info["name"], info["version"], info["arch"]) == (name, ver, "noarch")
-        assert info["origin"] == "feeds/sipalg/" + feed_dir
+        assert info["origin"] == "feeds/sipalg/openwrt/" + feed_dir
         for field, var in (("license", "PKG_LICENSE"), ("maintainer", "PKG_MAINTAINER")):
             if mk.vars.get(var):
                 assert info[field] == mk.vars[var]

@@ -479,8 +479,9 @@ def test_overlay_leds_alone_are_found_by_auto(tmp_path):
 
 def test_overlay_compiles(tmp_path):
     import subprocess
-    if shutil.which("dtc") is None:
-        pytest.skip("needs dtc (device-tree-compiler)")
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab"))
+    from conftest import need
+    need(shutil.which("dtc") is not None, "needs dtc (scripts/setup installs device-tree-compiler)")
     r = subprocess.run(["dtc", "-@", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "o.dtbo"), OVERLAY],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

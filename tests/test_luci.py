@@ -1,9 +1,12 @@
 """luci-app-sipalg against its contracts: the shipped uci file and the daemon that reads it, the
 status JSON, rpcd's exec-plugin protocol, LuCI's menu and ACL files.
 
-The views run under node with stand-ins for LuCI's modules (form, rpc, poll, network, E(),
-cbi_update_table): enough to see which options they create, run their validators and render
-the status page from a status dict.  No root needed.
+The views and the Status > Overview include run in jsdom (tests/luci/harness.cjs) on a
+reproduction of LuCI's own string handling (tests/luci/runtime.js: E(), dom.append, ui.Table,
+String.prototype.format, the class loader, rpc's `expect`); form, network and uci are small
+stand-ins.  That is enough to see which options a view creates, run its validators, render
+the status pages from a status dict and see that nothing from the wire becomes markup.
+No root needed.
 """
 import inspect
 import json
@@ -22,6 +25,7 @@ APP = os.path.join(ROOT, "openwrt", "luci-app-sipalg")
 VIEWS = os.path.join(APP, "htdocs", "luci-static", "resources", "view")
 SETTINGS_JS = os.path.join(VIEWS, "sipalg", "settings.js")
 STATUS_JS = os.path.join(VIEWS, "sipalg", "status.js")
+OVERVIEW_JS = os.path.join(VIEWS, "status", "include", "70_sipalg.js")
 PLUGIN = os.path.join(APP, "root", "usr", "libexec", "rpcd", "luci.sipalg")
 MENU = os.path.join(APP, "root", "usr", "share", "luci", "menu.d", "luci-app-sipalg.json")
 ACL = os.path.join(APP, "root", "usr", "share", "rpcd", "acl.d", "luci-app-sipalg.json")
@@ -40,10 +44,15 @@ def read(path):
 
 
 def all_views():
+    """Every class file under view/: the pages and the Status > Overview include."""
     out = []
     for dirpath, _, files in os.walk(VIEWS):
         out += [os.path.join(dirpath, f) for f in sorted(files) if f.endswith(".js")]
-    return out
+    return sorted(out)
+
+
+def page_views():
+    return [p for p in all_views() if os.path.dirname(p) == os.path.join(VIEWS, "sipalg")]
 
 
 # ---------------------------------------------------------------- reading the JS
@@ -73,183 +82,25 @@ def js_uci_configs(path):
     return set(re.findall(r"new\s+form\.Map\(\s*'(\w+)'", read(path)))
 
 
-# ---------------------------------------------------------------- node harness
+# ---------------------------------------------------------------- jsdom harness
 
-HARNESS = r"""
-'use strict';
-const fs = require('fs');
-const [viewPath, mode] = process.argv.slice(2);
-const input = JSON.parse(fs.readFileSync(0, 'utf8') || '{}');
-const out = { rpc: [], polls: [] };
-
-// ---- a small DOM: enough for E(), cloneNode and text
-class Elem {
-	constructor(tag, attrs) { this.tag = tag; this.attrs = attrs || {}; this.children = []; this.rows = null; }
-	appendChild(c) { this.children.push(c); return c; }
-	cloneNode() {
-		const n = new Elem(this.tag, Object.assign({}, this.attrs));
-		n.children = this.children.map(c => (c instanceof Elem) ? c.cloneNode() : c);
-		return n;
-	}
-}
-function flatten(x, acc) {
-	if (Array.isArray(x)) x.forEach(y => flatten(y, acc));
-	else if (x != null && x !== false) acc.push(x);
-	return acc;
-}
-function E(tag, attrs, children) {
-	if (Array.isArray(attrs) || typeof attrs == 'string' || attrs instanceof Elem) { children = attrs; attrs = {}; }
-	const n = new Elem(tag, attrs);
-	n.children = flatten(children, []);
-	return n;
-}
-function text(n) {
-	if (!(n instanceof Elem)) return String(n);
-	if (n.rows) {
-		const head = n.children.map(text).join('\n');
-		const body = n.rows.length ? n.rows.map(r => r.map(text).join(' | ')).join('\n') : text(n.placeholder || '');
-		return head + '\n' + body;
-	}
-	return n.children.map(text).join(n.tag == 'tr' ? ' | ' : '\n');
-}
-globalThis.E = E;
-globalThis._ = s => s;
-globalThis.cbi_update_table = function(table, rows, placeholder) {
-	table.rows = rows;
-	table.placeholder = placeholder;
-};
-String.prototype.format = function() {
-	const args = Array.from(arguments);
-	return this.replace(/%([-0-9.]*)([sdhtf%])/g, function(m, w, t) {
-		if (t == '%') return '%';
-		const a = args.shift();
-		if (t == 't') {
-			let s = +a, d = Math.floor(s / 86400), h = Math.floor(s % 86400 / 3600), mi = Math.floor(s % 3600 / 60);
-			return (d ? d + 'd ' : '') + h + 'h ' + mi + 'm ' + (s % 60) + 's';
-		}
-		return t == 'd' ? String(Math.floor(+a)) : String(a);
-	});
-};
-globalThis.L = {
-	bind: (fn, self, ...a) => fn.bind(self, ...a),
-	resolveDefault: (p, d) => Promise.resolve(p).catch(() => d),
-	toArray: x => x == null ? [] : (Array.isArray(x) ? x : [x]),
-};
-
-// ---- LuCI modules
-const rpc = {
-	declare(opts) {
-		out.rpc.push([opts.object, opts.method]);
-		return function() {
-			const key = opts.object + '.' + opts.method;
-			if (input.rpc_errors && input.rpc_errors[key]) return Promise.reject(new Error(input.rpc_errors[key]));
-			// rpc.js's `expect`: the named member of the reply, or its default when absent
-			let ret = input.rpc ? input.rpc[key] : undefined;
-			for (const k in (opts.expect || {})) {
-				if (k != '' && ret != null && typeof ret == 'object') ret = ret[k];
-				if (ret == null) ret = opts.expect[k];
-				break;
-			}
-			return Promise.resolve(ret);
-		};
-	}
-};
-const pollFns = [];
-const poll = { add(fn, interval) { pollFns.push(fn); out.polls.push(interval); } };
-const view = { extend: o => o };
-
-class Option {
-	constructor(section, cls, name, title) {
-		Object.assign(this, { section, cls: cls.__name__, option: name, title, choices: [], deps: [] });
-	}
-	value(k) { this.choices.push(k); }
-	depends(k, v) { this.deps.push([k, v]); }
-}
-class Section {
-	constructor(map, cls, name, type, title) {
-		Object.assign(this, { map, cls: cls.__name__, name, type, title, options: [], tabs: [] });
-	}
-	tab(name, title) { this.tabs.push(name); }
-	option(cls, name, title) { const o = new Option(this, cls, name, title); this.options.push(o); return o; }
-	taboption(tab, cls, name, title) { return this.option(cls, name, title); }
-	formvalue(section_id, name) { return (input.formvalues || {})[name]; }
-}
-const form = {
-	Map: class {
-		constructor(config, title) { this.config = config; this.title = title; this.sections = []; }
-		section(cls, name, type, title) {
-			const s = new Section(this, cls, name, type, title);
-			this.sections.push(s);
-			return s;
-		}
-		render() { return Promise.resolve(this); }
-	},
-};
-for (const c of ['NamedSection', 'TypedSection', 'GridSection', 'Flag', 'Value', 'ListValue', 'DynamicList',
-		 'DummyValue', 'MultiValue'])
-	form[c] = { __name__: c };
-
-const network = {
-	getNetworks() {
-		return Promise.resolve((input.networks || []).map(n => ({
-			getName: () => n.name,
-			getL3Device: () => n.device ? { getName: () => n.device } : null,
-			getDevice: () => n.device ? { getName: () => n.device } : null,
-		})));
-	}
-};
-const modules = { view, form, rpc, poll, network };
-
-// ---- LuCI's loader: 'require x [as y]' lines become the function's parameters
-const src = fs.readFileSync(viewPath, 'utf8');
-const names = [], values = [];
-for (const m of src.matchAll(/^\s*'require ([\w.]+)(?: as (\w+))?';/mg)) {
-	const name = m[2] || m[1].replace(/.*\./, '');
-	if (!(m[1] in modules)) throw new Error('no stand-in for module ' + m[1]);
-	names.push(name); values.push(modules[m[1]]);
-}
-const v = new Function(...names, src)(...values);
-
-(async function() {
-	const data = await v.load();
-	const rendered = await v.render(data);
-	if (mode == 'settings') {
-		const map = rendered;
-		out.config = map.config;
-		out.tabbed = !!map.tabbed;
-		out.sections = map.sections.map(s => ({
-			name: s.name, type: s.type, title: s.title,
-			options: s.options.map(o => ({ name: o.option, cls: o.cls, choices: o.choices, datatype: o.datatype || null,
-			                              validates: typeof o.validate == 'function' })) }));
-		out.validations = (input.validate || []).map(function(c) {
-			const s = map.sections.find(s => s.name == c.section);
-			const o = s.options.find(o => o.option == c.option);
-			return o.validate.call(o, c.section, c.value);
-		});
-	}
-	else {
-		out.text = text(rendered);
-		if (input.next) {
-			input.rpc = input.next.rpc;
-			input.rpc_errors = input.next.rpc_errors;
-			await pollFns[0]();
-			out.next_text = text(rendered);
-		}
-	}
-	process.stdout.write(JSON.stringify(out));
-})().catch(e => { console.error(e && e.stack || e); process.exit(1); });
-"""
+LUCI_TESTS = os.path.join(ROOT, "tests", "luci")
+HARNESS = os.path.join(LUCI_TESTS, "harness.cjs")
 
 
 def run_view(tmp_path, view, mode, data=None):
-    """Load and render a view under node; the harness's JSON report."""
+    """Load and render a view ("settings", "status" or "view") or an overview include ("include")
+    in jsdom; the harness's JSON report."""
     need(shutil.which("node") is not None, "needs node (scripts/setup installs it)")
-    harness = tmp_path / "harness.cjs"
-    harness.write_text(HARNESS)
-    r = subprocess.run(["node", str(harness), view, mode], input=json.dumps(data or {}).encode(),
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    need(os.path.isdir(os.path.join(LUCI_TESTS, "node_modules", "jsdom")),
+         "needs jsdom in tests/luci (scripts/setup runs npm ci there)")
+    r = subprocess.run(["node", HARNESS, view, "include" if mode == "include" else "view"],
+                       input=json.dumps(data or {}).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=120)
     assert r.returncode == 0, r.stderr.decode()
-    return json.loads(r.stdout)
+    rep = json.loads(r.stdout)
+    assert rep["errors"] == [], rep["errors"]
+    return rep
 
 
 def running_status():
@@ -279,16 +130,21 @@ def running_status():
 @pytest.mark.parametrize("path", all_views(), ids=os.path.basename)
 def test_view_is_valid_javascript(path, tmp_path):
     need(shutil.which("node") is not None, "needs node (scripts/setup installs it)")
-    # LuCI runs a view as a function body (its top-level `return`): node's CommonJS wrapper does the same
+    # LuCI runs a class file as a function body (its top-level `return`): node's CommonJS wrapper does the same
     copy = tmp_path / (os.path.basename(path) + ".cjs")
     copy.write_text(read(path))
     r = subprocess.run(["node", "--check", str(copy)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert r.returncode == 0, r.stdout.decode()
-    assert read(path).startswith("'use strict';\n'require view';\n")
+    # pages are views; an overview include is a plain class the overview instantiates
+    base = "view" if path in page_views() else "baseclass"
+    assert read(path).startswith("'use strict';\n'require %s';\n" % base)
 
 
-def test_both_views_exist():
-    assert sorted(os.path.relpath(p, VIEWS) for p in all_views()) == ["sipalg/settings.js", "sipalg/status.js"]
+def test_views_and_the_overview_include_exist():
+    assert [os.path.relpath(p, VIEWS) for p in all_views()] == [
+        "sipalg/settings.js", "sipalg/status.js", "status/include/%s" % os.path.basename(OVERVIEW_JS)]
+    # status/index.js loads view/status/include/*.js in name order: NN_ places it among luci-mod-status's
+    assert re.fullmatch(r"\d\d_sipalg\.js", os.path.basename(OVERVIEW_JS))
 
 
 def test_settings_edits_only_options_the_shipped_config_has():
@@ -365,6 +221,37 @@ def test_settings_view_survives_missing_networks_and_leds(tmp_path):
     assert by[("main", "lan_if")]["choices"] == []
 
 
+def test_settings_view_renders_the_shipped_config(tmp_path):
+    """The page's DOM from the shipped /etc/config/sipalg: every option in its section, the
+    values shown as set, and the only markup the one the page's own descriptions carry."""
+    cfg = {s.name: dict(s.options) for s in uci.load(SHIPPED_CONFIG)}
+    cfg["main"]["enabled"] = "1"
+    rep = run_view(tmp_path, SETTINGS_JS, "settings",
+                   {"uci": {"sipalg": cfg}, "networks": [{"name": "lan", "device": "br-lan"},
+                                                         {"name": "wan", "device": "eth1"}],
+                    "rpc": {"luci.getLEDs": {"ACT": {}, "PWR": {}}}})
+    html, text = rep["html"], rep["text"]
+    assert text.startswith("SIP ALG\n")
+    for section, title in (("main", "General"), ("leds", "LEDs")):
+        m = re.search(r'<div class="cbi-section" data-section-id="%s"><h3>%s</h3>' % (section, title), html)
+        assert m, section
+    opts = js_options(SETTINGS_JS)
+    for section, names in opts.items():
+        for name in names:
+            assert '<div class="cbi-value" data-name="%s">' % name in html, (section, name)
+            assert 'id="widget.cbid.sipalg.%s.%s"' % (section, name) in html, (section, name)
+    # values as the shipped file sets them (with enabled switched on above)
+    assert re.search(r'id="widget.cbid.sipalg.main.enabled" checked=""', html)
+    assert not re.search(r'id="widget.cbid.sipalg.leds.enabled" checked', html)
+    assert re.search(r'<option value="crlf" selected="">crlf</option>', html)
+    assert re.search(r'<option value="wan" selected="">wan \(eth1\)</option>', html)
+    assert 'value="1024-65535"' in html
+    # descriptions are the page's own strings: their <strong>/<code>/<br> are meant as markup
+    assert set(rep["parsed"]) <= {"strong", "code", "br"} and "strong" in rep["parsed"]
+    assert rep["handlers"] == [] and rep["pwned"] is None
+    assert "the router answers CRLF pings for the phone" in text
+
+
 RTP_CASES = [("1024-65535", True), ("10000-20000", True), ("1024-1027", True), ("1-1", False),
              ("5004-5004", False), ("1024-1026", False), ("1023-2000", False),
              ("20000-10000", False), ("2001-2000", False), ("0-100", False), ("1024-65536", False),
@@ -434,20 +321,196 @@ def test_status_view_says_why_no_daemon_runs_and_recovers(tmp_path):
 
 
 def test_status_view_shows_a_failed_call(tmp_path):
-    rep = run_view(tmp_path, STATUS_JS, "status", {"rpc_errors": {"luci.sipalg.status": "Object not found"}})
-    assert "Not running" in rep["text"] and "Object not found" in rep["text"]
+    # a JSON-RPC error (the session may not call luci.sipalg) rejects: its message is the reason
+    rep = run_view(tmp_path, STATUS_JS, "status", {"rpc_errors": {"luci.sipalg.status": "Access denied"}})
+    assert "Not running" in rep["text"] and "Access denied" in rep["text"]
+    # a ubus status (no such object: plugin missing, rpcd not restarted) resolves to expect's {}
+    rep = run_view(tmp_path, STATUS_JS, "status", {"rpc_status": {"luci.sipalg.status": 4}})
+    assert "Not running" in rep["text"] and "No answer from the rpcd plugin luci.sipalg" in rep["text"]
 
 
-def test_status_view_reads_only_keys_the_daemon_writes():
-    """Every field status.js reads is a key of Daemon.status() (or `running`/`error` of status/plugin)."""
+# ---------------------------------------------------------------- markup from the wire
+
+def marked(field):
+    """Markup that runs script if a page ever parses it, naming the field it came in."""
+    return ('<img src=x onerror="window.__pwned=\'%s\'"><script>window.__pwned=\'%s\'</script>'
+            '<b>%s</b> & "q" \'a\'' % (field, field, field))
+
+
+def hostile_status():
+    """Daemon.status()'s shape with markup in every string: keys, values and list items."""
+    m = marked
+    return {
+        "running": True, "pid": m("pid"), "started": 1000.0, "written": 4723.5,
+        "wan_if": m("wan_if"), "lan_if": m("lan_if"), "wan_ip": m("wan_ip"), "queue": m("queue"),
+        "queue_backend": m("queue_backend"), "leds": {m("led_role"): m("led_name")},
+        "queue_counters": {m("qcounter"): m("qcounter_value")},
+        "counters": {m("counter"): m("counter_value"), "queued": 3},
+        "registrations": [{"aor": m("aor"), "lan": m("reg_lan"), "wan": m("reg_wan"), "expires_in": 30}],
+        "calls": [{"call_id": m("call_id"), "phone": m("phone"), "direction": m("direction"),
+                   "state": m("state"), "media": [m("media1"), m("media2")], "expires_in": m("call_expiry")}],
+        "bindings": [
+            {"kind": "sip", "lan": m("sip_lan"), "wan": m("sip_wan"), "remote": None, "expires_in": 9},
+            {"kind": m("kind"), "lan": m("pin_lan"), "wan": m("pin_wan"), "remote": m("remote"), "expires_in": 9},
+        ],
+    }
+
+
+def wire_fields(st):
+    """(field name, string) for every string the status dict carries, keys included."""
+    out = []
+
+    def walk(x):
+        if isinstance(x, dict):
+            for k, v in x.items():
+                walk(k)
+                walk(v)
+        elif isinstance(x, list):
+            for v in x:
+                walk(v)
+        elif isinstance(x, str) and "__pwned" in x:
+            out.append(x)
+    walk(st)
+    return out
+
+
+def assert_inert(rep, wire, prefix=""):
+    """Nothing from the wire became an element or a handler, nothing ran, and it all shows as text."""
+    assert rep[prefix + "parsed"] == [], "elements made by the HTML parser: %s" % rep[prefix + "parsed"]
+    assert rep[prefix + "handlers"] == [], rep[prefix + "handlers"]
+    assert rep["pwned"] is None, "script from the wire ran (field %s)" % rep["pwned"]
+    assert "<script" not in rep[prefix + "html"] and "<img" not in rep[prefix + "html"]
+    missing = [w for w in wire if w not in rep[prefix + "text"]]
+    assert not missing, "not shown as text: %s" % missing
+
+
+def test_status_view_shows_markup_from_the_wire_as_text(tmp_path):
+    st = hostile_status()
+    # direction only picks a label, a lifetime is read as a number, a pinhole's kind is shown upper case
+    wire = [w for w in wire_fields(st) if "direction" not in w and "expiry" not in w]
+    wire = [w.upper() if "'kind'" in w else w for w in wire]
+    assert len(wire) >= 20
+    down = {"running": False, "error": marked("error")}
+    rep = run_view(tmp_path, STATUS_JS, "status",
+                   {"rpc": {"luci.sipalg.status": st}, "next": {"rpc": {"luci.sipalg.status": down}}})
+    assert_inert(rep, wire)
+    # the poll's refresh takes the same path: now the reason the plugin gave
+    assert_inert(rep, [down["error"]], "next_")
+
+
+def test_the_markup_check_has_teeth(tmp_path):
+    """The same page with its escaping taken out: the harness sees the elements and the script run."""
+    src = read(STATUS_JS)
+    assert "return '%h'.format(v);" in src
+    unsafe = tmp_path / "status_unescaped.js"
+    unsafe.write_text(src.replace("return '%h'.format(v);", "return v;").replace("'%h", "'%s").replace("%h'", "%s'")
+                      .replace("(%h)", "(%s)").replace("%h: %h", "%s: %s"))
+    assert "%h" not in unsafe.read_text()
+    rep = run_view(tmp_path, str(unsafe), "status", {"rpc": {"luci.sipalg.status": hostile_status()}})
+    assert "img" in rep["parsed"] and "script" in rep["parsed"]
+    assert "img[onerror]" in rep["handlers"] and rep["pwned"] is not None
+
+
+# ---------------------------------------------------------------- Status > Overview include
+
+def test_overview_shows_registrations_and_calls(tmp_path):
+    st = running_status()
+    st["calls"].append({"call_id": "ringing1", "phone": "192.168.1.11", "direction": "in", "state": "early",
+                        "media": [], "expires_in": 30})
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": st}, "uci": {"sipalg": {"main": {"enabled": "1"}}}})
+    assert rep["title"] == "SIP ALG" and rep["shown"]
+    assert rep["rpc"] == [["luci.sipalg", "status"]] and rep["uci"] == ["sipalg"]
+    text = rep["text"]
+    for want in ("Registered phones | 1", "Calls | 2 (1 being set up)", "WAN address | 203.0.113.5 (eth1)",
+                 "Address of record | Phone | In call", "sip:alice@example.com | 192.168.1.10:5060 | yes"):
+        assert want in text, (want, text)
+
+
+def test_overview_says_why_an_enabled_alg_is_not_running_and_hides_a_disabled_one(tmp_path):
+    down = {"running": False, "error": "sipalg status: no daemon running (no status in /var/run/sipalg)"}
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": down}, "uci": {"sipalg": {"main": {"enabled": "1"}}},
+                    "next": {"rpc": {"luci.sipalg.status": running_status()}}})
+    assert rep["shown"] and "Not running: " + down["error"] in rep["text"]
+    assert "Registered phones | 1" in rep["next_text"]          # the next poll step finds it up
+    # off and not running: the overview keeps the section hidden
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": down}, "uci": {"sipalg": {"main": {"enabled": "0"}}}})
+    assert not rep["shown"] and rep["text"] == "SIP ALG"
+    # no plugin answering at all (ubus: no such object), though enabled
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc_status": {"luci.sipalg.status": 4}, "uci": {"sipalg": {"main": {"enabled": "1"}}}})
+    assert rep["shown"] and "Not running: no answer from the rpcd plugin luci.sipalg" in rep["text"]
+
+
+def test_overview_shows_markup_from_the_wire_as_text(tmp_path):
+    st = hostile_status()
+    shown = [st["wan_if"], st["wan_ip"], st["registrations"][0]["aor"], st["registrations"][0]["lan"]]
+    down = {"running": False, "error": marked("error")}
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": st}, "uci": {"sipalg": {"main": {"enabled": "1"}}},
+                    "next": {"rpc": {"luci.sipalg.status": down}}})
+    assert_inert(rep, shown)
+    assert_inert(rep, [down["error"]], "next_")
+
+
+def test_views_read_only_keys_the_daemon_writes():
+    """Every field the status page and the overview read is a key of Daemon.status() (or
+    `running`/`error` of the status command and the plugin)."""
     src = inspect.getsource(daemon.Daemon.status)
-    js = read(STATUS_JS)
-    used = set(re.findall(r"\bst\.(\w+)", js))
-    for var in ("r", "c", "b"):                      # registrations, calls, bindings rows
-        used |= set(re.findall(r"\b%s\.(\w+)" % var, js))
-    used -= {"running", "error"}
-    assert used and not [k for k in sorted(used) if not _quoted(k, src)], sorted(used)
+    for path in (STATUS_JS, OVERVIEW_JS):
+        js = read(path)
+        used = set(re.findall(r"\bst\.(\w+)", js))
+        for var in ("r", "c", "b"):                      # registrations, calls, bindings rows
+            used |= set(re.findall(r"\b%s\.(\w+)" % var, js))
+        used -= {"running", "error"}
+        assert used and not [k for k in sorted(used) if not _quoted(k, src)], (path, sorted(used))
     assert _quoted("running", read(os.path.join(ROOT, "alg", "status.py")))
+
+
+# ---------------------------------------------------------------- translations
+
+POT = os.path.join(APP, "po", "templates", "sipalg.pot")
+
+
+def pot_msgids(text):
+    ids, cur = set(), None
+    for line in text.split("\n") + [""]:
+        m = re.match(r'^msgid "(.*)"$', line)
+        if m:
+            cur = m.group(1)
+        elif cur is not None and re.match(r'^"(.*)"$', line):
+            cur += line[1:-1]
+        else:
+            if cur:
+                ids.add(cur.replace('\\"', '"'))
+            cur = None
+    return ids
+
+
+def test_translation_template_is_current():
+    """po/templates/sipalg.pot is what scripts/i18n-scan makes from the sources now."""
+    for tool in ("xgettext", "msguniq"):
+        need(shutil.which(tool) is not None, "needs %s (scripts/setup installs gettext)" % tool)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "i18n-scan"), "--check", APP],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+
+
+def test_translation_template_holds_every_string_the_pages_show():
+    ids = pot_msgids(read(POT))
+    # one-literal _('...') calls, read without xgettext: each is a msgid
+    for path in all_views():
+        for lit in re.findall(r"\b_\('((?:[^'\\]|\\.)*)'\)", read(path)):
+            assert lit.replace("\\'", "'") in ids, (os.path.basename(path), lit)
+    # the concatenated description is one msgid, as LuCI's _() looks it up at run time
+    assert any(i.startswith("Rewrites SIP and SDP for phones behind this router's NAT") for i in ids)
+    for entry in json.loads(read(MENU)).values():
+        assert entry["title"] in ids
+    assert json.loads(read(ACL))["luci-app-sipalg"]["description"] in ids
+    # luci.mk makes a translation package per po/<lang>/: none yet, and the template is not one
+    assert sorted(os.listdir(os.path.join(APP, "po"))) == ["templates"]
 
 
 # ---------------------------------------------------------------- menu and ACL
@@ -463,7 +526,7 @@ def test_menu_and_acl_parse_and_match_the_views():
                      "admin/services/sipalg/status": "sipalg/status"}
     for path in views.values():
         assert os.path.isfile(os.path.join(VIEWS, path + ".js")), path
-    assert sorted(os.path.relpath(p, VIEWS)[:-3] for p in all_views()) == sorted(views.values())
+    assert sorted(os.path.relpath(p, VIEWS)[:-3] for p in page_views()) == sorted(views.values())
 
 
 def test_acl_grants_what_the_views_call_and_edit():

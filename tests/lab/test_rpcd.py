@@ -1,5 +1,6 @@
 """The LuCI status path end to end: a running daemon in the lab -> `sipalg status --json` -> the rpcd
-plugin (/usr/libexec/rpcd/luci.sipalg) -> the status page, as rpcd and LuCI would run them."""
+plugin (/usr/libexec/rpcd/luci.sipalg) -> the status page and the Status > Overview section, as rpcd
+and LuCI would run them."""
 import json
 import os
 import sys
@@ -9,7 +10,7 @@ from alg.lab.netns import PHONES, SERVER
 from alg.lab.peers import received, recv_udp, send_udp
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from test_luci import STATUS_JS, run_plugin, run_view, sipalg_command  # noqa: E402
+from test_luci import OVERVIEW_JS, STATUS_JS, run_plugin, run_view, sipalg_command  # noqa: E402
 
 OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKrpcd1\r\n"
            b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: rpcd1\r\nCSeq: 1 OPTIONS\r\n"
@@ -44,6 +45,11 @@ def test_plugin_reports_the_running_daemon_and_the_page_shows_it(lab, alg, tmp_p
     page = run_view(tmp_path, STATUS_JS, "status", {"rpc": {"luci.sipalg.status": st}})["text"]
     assert "Running" in page and "%s (203.0.113.1)" % lab.wan_if in page
     assert "%s:5060 | 203.0.113.1:5060 |" % PHONES[0] in page
+    # and the Status > Overview section from the same answer
+    overview = run_view(tmp_path, OVERVIEW_JS, "include", {"rpc": {"luci.sipalg.status": st},
+                                                          "uci": {"sipalg": {"main": {"enabled": "1"}}}})
+    assert overview["shown"] and "WAN address | 203.0.113.1 (%s)" % lab.wan_if in overview["text"]
+    assert "Registered phones | 0" in overview["text"] and "Calls | 0" in overview["text"]
 
     # stopped: the plugin answers for it, still valid JSON, and the page says why
     alg.stop()

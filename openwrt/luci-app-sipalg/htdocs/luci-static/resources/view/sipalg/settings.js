@@ -135,7 +135,7 @@ return view.extend({
 		o.default = 'crlf';
 
 		o = s.option(form.ListValue, 'log_level', _('Log level'),
-			_('<strong>info</strong> logs one line per call and registration, <strong>debug</strong> every rewrite.'));
+			_('<strong>info</strong> logs one line per registration, call and refusal, <strong>debug</strong> every rewrite.'));
 		o.value('debug', _('debug'));
 		o.value('info', _('info'));
 		o.value('warning', _('warning'));

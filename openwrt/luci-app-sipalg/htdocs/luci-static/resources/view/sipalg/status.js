@@ -11,11 +11,25 @@ const callStatus = rpc.declare({
 });
 
 // The plugin answers {running: false, error} itself when no daemon runs; a
-// failed call (plugin missing, no permission) is shown the same way.
+// failed call is shown the same way.  rpc.js resolves a ubus error status (no such
+// object: plugin missing or rpcd not restarted) to `expect`'s {} and rejects on a
+// JSON-RPC error (no permission).
 function fetchStatus() {
-	return callStatus().catch(function(err) {
+	return callStatus().then(function(st) {
+		if (typeof(st.running) != 'boolean')
+			return { running: false, error: _('No answer from the rpcd plugin luci.sipalg (is rpcd restarted since luci-app-sipalg was installed?)') };
+
+		return st;
+	}, function(err) {
 		return { running: false, error: (err && err.message) ? err.message : String(err) };
 	});
+}
+
+// Every string from the status JSON reaches the page HTML-escaped: the Call-ID, AOR
+// and addresses come off the wire, and LuCI's E()/dom.append (and so every table
+// cell) set innerHTML for a string.  Numbers, null and objects become '' or digits.
+function esc(v) {
+	return '%h'.format(v);
 }
 
 // Remaining lifetimes and uptime come from the daemon's clock, not the browser's.
@@ -56,19 +70,19 @@ return view.extend({
 			: E('strong', { 'style': 'color:red' }, _('Not running')) ] ];
 
 		if (!up) {
-			rows.push([ _('Reason'), st.error || _('unknown') ]);
+			rows.push([ _('Reason'), esc(st.error || _('unknown')) ]);
 		}
 		else {
 			const leds = Object.keys(st.leds || {}).sort().map(function(role) {
-				return '%s: %s'.format(role, st.leds[role]);
+				return '%h: %h'.format(role, st.leds[role]);
 			});
 
 			rows.push(
-				[ _('PID'), String(st.pid) ],
+				[ _('PID'), esc(st.pid) ],
 				[ _('Uptime'), duration(st.written - st.started) ],
-				[ _('WAN interface'), '%s (%s)'.format(st.wan_if, st.wan_ip || _('no address')) ],
-				[ _('LAN interface'), st.lan_if ],
-				[ _('Packet queue'), st.queue_backend ? '%s, %s'.format(st.queue, st.queue_backend) : st.queue ],
+				[ _('WAN interface'), '%h (%h)'.format(st.wan_if, st.wan_ip || _('no address')) ],
+				[ _('LAN interface'), esc(st.lan_if) ],
+				[ _('Packet queue'), st.queue_backend ? '%h, %h'.format(st.queue, st.queue_backend) : esc(st.queue) ],
 				[ _('LEDs'), leds.length ? leds.join(', ') : _('none') ]
 			);
 		}
@@ -80,27 +94,27 @@ return view.extend({
 			counters['queue ' + k] = st.queue_counters[k];
 		});
 		cbi_update_table(t.counters, Object.keys(counters).sort().map(function(k) {
-			return [ k, String(counters[k]) ];
+			return [ esc(k), esc(counters[k]) ];
 		}), none.cloneNode(true));
 
 		cbi_update_table(t.registrations, list(st.registrations).map(function(r) {
-			return [ r.aor, r.lan, r.wan, duration(r.expires_in) ];
+			return [ esc(r.aor), esc(r.lan), esc(r.wan), duration(r.expires_in) ];
 		}), none.cloneNode(true));
 
 		cbi_update_table(t.calls, list(st.calls).map(function(c) {
-			return [ c.call_id, c.phone, c.direction == 'out' ? _('outgoing') : _('incoming'), c.state,
-				list(c.media).join(', ') || '-', duration(c.expires_in) ];
+			return [ esc(c.call_id), esc(c.phone), c.direction == 'out' ? _('outgoing') : _('incoming'), esc(c.state),
+				esc(list(c.media).join(', ') || '-'), duration(c.expires_in) ];
 		}), none.cloneNode(true));
 
 		// signalling bindings are the phones' NAT mappings; rtp/rtcp ones are the media pinholes
 		const bindings = list(st.bindings);
 
 		cbi_update_table(t.bindings, bindings.filter(function(b) { return b.kind == 'sip'; }).map(function(b) {
-			return [ b.lan, b.wan, duration(b.expires_in) ];
+			return [ esc(b.lan), esc(b.wan), duration(b.expires_in) ];
 		}), none.cloneNode(true));
 
 		cbi_update_table(t.pinholes, bindings.filter(function(b) { return b.kind != 'sip'; }).map(function(b) {
-			return [ b.kind.toUpperCase(), b.lan, b.wan, b.remote || _('any (far end not known yet)'),
+			return [ esc(String(b.kind).toUpperCase()), esc(b.lan), esc(b.wan), esc(b.remote || _('any (far end not known yet)')),
 				duration(b.expires_in) ];
 		}), none.cloneNode(true));
 	},
