@@ -29,12 +29,11 @@ from alg.core.config import Config, parse_port_range
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import uci
 from alg.leds import LedConfig, StatusLeds
+from alg.options import DEFAULT_CONFIG, DEFAULT_STATE_DIR
 from alg.packet import build_udp, parse_udp, with_payload
 
 log = logging.getLogger("sipalg")
 
-DEFAULT_CONFIG = "/etc/config/sipalg"
-DEFAULT_STATE_DIR = "/var/run/sipalg"
 SO_MARK = 36
 
 

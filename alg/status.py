@@ -8,7 +8,7 @@ import os
 import sys
 import time
 
-from alg.daemon import DEFAULT_STATE_DIR
+from alg.options import DEFAULT_STATE_DIR
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
