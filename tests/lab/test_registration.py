@@ -2,8 +2,8 @@
 import json
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send, rtp_send_bg
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send, rtp_send_bg
 
 
 def _sipp(lab, ns, scenario, ip, logdir, name, user, **kw):
