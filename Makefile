@@ -6,7 +6,7 @@ setup:
 	sh scripts/setup
 
 demo: setup
-	$(PYTHON) -m alg demo
+	$(PYTHON) -m tests.support.lab.demo
 
 test: setup
 	$(PYTHON) -m pytest -q

@@ -6,17 +6,18 @@ import argparse
 import importlib
 import sys
 
-# subcommand -> (module, one-line help).  Modules are imported only when used,
-# so `sipalg replay` works on a machine without the daemon's dependencies.
+# subcommand -> (module, one-line help).  Only the chosen command's module is imported, for
+# its arguments too: `sipalg status` (the LuCI page runs it every 5 s) must not load the
+# engine, and `sipalg replay` works without the daemon's dependencies.
 COMMANDS = {
     "run": ("alg.daemon", "run the ALG on a router (NFQUEUE + nftables), in the foreground"),
     "status": ("alg.status", "show registrations, calls, bindings and counters of a running daemon"),
     "replay": ("alg.replay", "run the engine over a pcap as if it crossed the router"),
-    "demo": ("alg.lab.demo", "build a lab (phone, router with the ALG, SIP server), make one call, show what was rewritten"),
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser, with the arguments of `command` only (the others are listed, not imported)."""
     parser = argparse.ArgumentParser(
         prog="sipalg",
         description="SIP application layer gateway: rewrites the private addresses in SIP and SDP "
@@ -27,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module)
+        if name != command:
+            continue
         try:
             mod = importlib.import_module(module)
         except ImportError as e:
@@ -36,13 +39,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def chosen_command(argv: list[str]) -> str | None:
+    """The subcommand named in argv: its first word that isn't an option (sipalg's own take no value)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def _version() -> str:
     from alg import __version__
     return __version__
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(chosen_command(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

@@ -28,7 +28,7 @@ from alg.core import events as E
 from alg.core.addr import Network, norm_ip
 from alg.core.config import Config
 from alg.core.engine import Engine, IN, OUT, DROP
-from alg import options, uci
+from alg import options
 from alg.leds import LedConfig, StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
 

@@ -31,8 +31,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from alg.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER              # noqa: E402
-from alg.lab.peers import (Alg, Capture, Kamailio, RtpEcho, Sipp,      # noqa: E402
+from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER              # noqa: E402
+from tests.support.lab.peers import (Alg, Capture, Kamailio, RtpEcho, Sipp,      # noqa: E402
                            rtp_send_bg)
 
 MODES = ("plain NAT", "kernel nf_nat_sip", "sipalg")
@@ -121,7 +121,7 @@ def incoming(lab, logdir):
 
 
 def odd_sip(lab, logdir):
-    from alg.lab.peers import exchange_udp
+    from tests.support.lab.peers import exchange_udp
     resp = lab.popen(lab.wan, sys.executable, "-c", TERSE_RESPONDER)
     time.sleep(0.3)
     msg = (b"OPTIONS sip:x@203.0.113.10:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKodd\r\n"

@@ -17,13 +17,13 @@ import zlib
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT
+from tests.support.ipkbuild import build_all_apk
+
 FEED = os.path.join(ROOT, "openwrt")
-sys.path.insert(0, os.path.join(ROOT, "tests"))
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
 import apkread  # noqa: E402
 from feedmakefile import FeedMakefile  # noqa: E402
-from ipkbuild import build_all_apk  # noqa: E402
 
 EPOCH = 1767225600                       # 2026-01-01, well past 2**28: mtimes need an int32 value
 

@@ -13,7 +13,10 @@ from alg.core.config import Config  # noqa: E402
 from alg.core.engine import Engine, IN, OUT  # noqa: E402
 from alg.leds import (BLINK, ERROR_HOLD, OFF, ON, RINGING_BLINK, Led, LedConfig, LedState,  # noqa: E402
                       StatusLeds, engine_state, parse_trigger, probe)
-from sipmsgs import PHONE, SERVER, WAN, WAN_IP, crlf, invite, register, response, sdp  # noqa: E402
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, crlf, header_line, invite, register, response, sdp  # noqa: E402
+from tests.support.lab.netns import Lab, PHONES, SERVER as LAB_SERVER  # noqa: E402
+from tests.support.lab.peers import Alg, received, recv_udp, send_udp  # noqa: E402
+from tests.support.need import require_lab  # noqa: E402
 
 PI_TRIGGERS = "none rc-feedback kbd-scrolllock timer oneshot heartbeat default-on mmc0 actpwr input"
 SHIPPED_CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -397,15 +400,6 @@ def test_reconfigure_keeps_or_swaps(tmp_path):
 
 # ---------------------------------------------------------------- the daemon, end to end (lab: root, netns)
 
-def _require_lab():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "lab_conftest", os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab", "conftest.py"))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    mod.require_lab()
-
-
 def _wait_for(pred, timeout=5.0):
     import time
     deadline = time.monotonic() + timeout
@@ -417,10 +411,7 @@ def _wait_for(pred, timeout=5.0):
 
 
 def test_daemon_takes_over_shows_registration_and_gives_back(tmp_path):
-    _require_lab()
-    from alg.lab.netns import Lab, PHONES, SERVER as LAB_SERVER
-    from alg.lab.peers import Alg, received, recv_udp, send_udp
-    from sipmsgs import header_line
+    require_lab()
     root = tmp_path / "leds"
     act = make_led(root, "ACT", active="mmc0")
     pwr = make_led(root, "PWR", active="default-on", brightness=255)
@@ -479,8 +470,7 @@ def test_overlay_leds_alone_are_found_by_auto(tmp_path):
 
 def test_overlay_compiles(tmp_path):
     import subprocess
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "lab"))
-    from conftest import need
+    from tests.support.need import need
     need(shutil.which("dtc") is not None, "needs dtc (scripts/setup installs device-tree-compiler)")
     r = subprocess.run(["dtc", "-@", "-I", "dts", "-O", "dtb", "-o", str(tmp_path / "o.dtbo"), OVERLAY],
                        capture_output=True, text=True)

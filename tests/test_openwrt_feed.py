@@ -16,17 +16,15 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tarfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT
+from tests.support.ipkbuild import build_all
+from tests.support.need import need
+
 FEED = os.path.join(ROOT, "openwrt")
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-from conftest import need  # noqa: E402
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from ipkbuild import build_all  # noqa: E402
 
 PACKAGES = {"sipalg": "sipalg", "luci-app-sipalg": "luci-app-sipalg"}     # directory: package name
 FIELDS = ("SECTION", "CATEGORY", "SUBMENU", "TITLE", "VERSION", "URL", "MAINTAINER", "LICENSE",

@@ -14,12 +14,12 @@ import tarfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.support import ROOT
+from tests.support.fw4 import fw4_ruleset
+from tests.support.ipkbuild import build_all
+from tests.support.need import need
+
 FILES = os.path.join(ROOT, "openwrt", "sipalg", "files")
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-from conftest import need  # noqa: E402
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from ipkbuild import build_all  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -123,15 +123,22 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
         for p in re.findall(r"(?<![\w.])(/(?:etc|usr|lib|var)/[\w./-]+)", text):
             p = p.rstrip(".")
             assert os.path.exists(os.path.join(data, p.lstrip("/"))) or p in base, "%s names %s" % (rel, p)
-    # the wrapper's package dir holds the daemon and every module it imports
-    assert not any("__pycache__" in dp or "/lab" in dp for dp, _, _ in os.walk(data))
+    # the wrapper's package dir holds the daemon and every module it imports, and no test support
+    assert not any(x in dp for dp, _, _ in os.walk(data) for x in ("__pycache__", "/lab", "/tests"))
+    lib = os.path.join(data, "usr/lib/sipalg")
     r = subprocess.run([sys.executable, "-I", "-B", "-c",
-                        "import sys; sys.path.insert(0, %r); import alg.cli, alg.daemon, alg.status, "
-                        "alg.kernel.nftables, alg.kernel.queue, alg.kernel.nfnetlink_queue, alg.kernel.helper, alg.uci; "
-                        "print(alg.__file__)" % os.path.join(data, "usr/lib/sipalg")],
-                       stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                        "import sys; sys.path.insert(0, %r); import alg.cli, alg.daemon, alg.status, alg.options, "
+                        "alg.kernel.nftables, alg.kernel.nftjson, alg.kernel.queue, alg.kernel.nfnetlink_queue, "
+                        "alg.kernel.helper, alg.uci; print(alg.__file__); print(' '.join(sorted(alg.cli.COMMANDS)))"
+                        % lib], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0, r.stderr.decode()
-    assert r.stdout.decode().startswith(os.path.join(data, "usr/lib/sipalg"))
+    where, commands = r.stdout.decode().splitlines()
+    assert where.startswith(lib) and commands == "replay run status"          # no `sipalg demo` on a router
+    # pip installs the same packages as the .ipk
+    with open(os.path.join(ROOT, "pyproject.toml")) as f:
+        listed = re.search(r"^packages = \[(.*)\]$", f.read(), re.M).group(1)
+    shipped = sorted(os.path.relpath(dp, lib).replace("/", ".") for dp, _, fs in os.walk(lib) if "__init__.py" in fs)
+    assert sorted(re.findall(r'"([\w.]+)"', listed)) == shipped == ["alg", "alg.core", "alg.kernel"]
     # the uci file shipped is the one the daemon reads
     sys.path.insert(0, ROOT)
     from alg import uci
@@ -171,13 +178,6 @@ def test_shell_scripts_pass_sh_n_and_shellcheck():
     need(shutil.which("shellcheck") is not None, "needs shellcheck (scripts/setup installs it)")
     r = subprocess.run(["shellcheck"] + scripts, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     assert r.returncode == 0, r.stdout.decode()
-
-
-def fw4_ruleset(lan, wan, includes):
-    with open(os.path.join(ROOT, "tests", "openwrt", "fw4_shaped.nft")) as f:
-        text = f.read()
-    inc = "".join('\t\tinclude "%s"\n' % p for p in includes)
-    return text.replace("@LAN@", lan).replace("@WAN@", wan).replace("@INCLUDES@\n", inc)
 
 
 def test_nft_includes_load_into_fw4_shaped_ruleset(tmp_path):

@@ -13,9 +13,9 @@ import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from ipkbuild import build_all  # noqa: E402
+from tests.support import ROOT
+from tests.support.ipkbuild import build_all
+
 OPKG = os.path.join(ROOT, "scripts", "opkg-offline")
 
 

@@ -16,8 +16,8 @@ from alg.core.config import Config
 from alg.core.engine import Engine, OUT, IN, ACCEPT, DROP
 from alg.core.message import parse_message, MalformedMessage
 
-import sipgen
-from sipgen import PHONE, SERVER, WAN, WAN_IP, PHONE_IP, sip_message, mutated, prime
+from tests import sipgen
+from tests.sipgen import PHONE, SERVER, WAN, WAN_IP, PHONE_IP, sip_message, mutated, prime
 
 SETTINGS = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

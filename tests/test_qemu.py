@@ -10,13 +10,11 @@ Outside CI a missing tool or no root skips with the reason; with CI=true it fail
 """
 import json
 import os
-import shutil
 import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-from conftest import need  # noqa: E402
+from tests.support import ROOT
+from tests.support.need import need, need_tools
+
 CACHE = os.environ.get("QEMU_CACHE", os.path.join(ROOT, "build", "qemu"))
 TOOLS = ("qemu-system-x86_64", "mmdebstrap", "cpio", "zstd", "depmod", "dpkg-deb", "make")
 
@@ -28,8 +26,7 @@ def _make(*args, timeout):
 
 def test_x86_64_vm_runs_the_scenarios_against_the_installed_package():
     need(os.geteuid() == 0, "needs root (mmdebstrap, device nodes)")
-    for tool in TOOLS:
-        need(shutil.which(tool) is not None, "needs %s (scripts/setup installs it)" % tool)
+    need_tools(*TOOLS)
     built = _make("qemu-image", "ARCH=x86_64", timeout=1800)
     assert built.returncode == 0, built.stdout[-4000:]
     again = _make("qemu-image", "ARCH=x86_64", timeout=300)          # cache-friendly: nothing to redo

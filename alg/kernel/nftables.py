@@ -21,13 +21,13 @@ restarted in time finds its bindings still there (elements()).
 
 from __future__ import annotations
 
-import json
 import math
 import subprocess
 from typing import Iterable, List, Optional, Sequence
 
 from alg.core import actions as A
 from alg.core.bindings import Binding
+from alg.kernel.nftjson import table_elements
 
 MARK = 0x5A1A0001          # "queue me" for the iptables fallback
 LOCAL_MARK = 0x5A1A0002    # our own keep-alive answers: never NATed
@@ -73,7 +73,6 @@ class NftTable:
         self.binary = binary
         self.iptables = iptables
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
-        self.transactions = 0
         self.last_failure = ""
 
     # -- the table
@@ -259,7 +258,6 @@ class NftTable:
         script = self.script_for(actions, now)
         if not script:
             return 0
-        self.transactions += 1
         if nft(script, self.binary, check=False).returncode == 0:
             return 0
         # One line failed (an element the kernel already expired, or one that
@@ -273,7 +271,6 @@ class NftTable:
         return failed
 
     def _run(self, script: str) -> None:
-        self.transactions += 1
         nft(script, self.binary)
 
     def elements(self) -> List[Binding]:
@@ -282,11 +279,7 @@ class NftTable:
                            stderr=subprocess.PIPE)
         if r.returncode != 0:
             return []
-        maps = {}
-        for item in json.loads(r.stdout).get("nftables", []):
-            for kind in ("map", "set"):
-                if kind in item:
-                    maps[item[kind]["name"]] = item[kind].get("elem", [])
+        maps = table_elements(r.stdout)
         sig = set()
         for e in maps.get("sip2lan", []):
             sig.add(_elem_key(e[0]))
@@ -306,21 +299,6 @@ class NftTable:
             remote = (peers[wport], 0) if wport in peers else None
             out.append(Binding(lan, (self.wan_ip, wport), kind, float(left), remote))
         return out
-
-    def counters(self) -> dict:
-        """Packets the queue rules matched (SIP queued), by chain."""
-        r = subprocess.run([self.binary, "-j", "list", "table", "ip", self.name], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        res = {"queue_in": 0, "queue_out": 0}
-        if r.returncode != 0:
-            return res
-        for item in json.loads(r.stdout).get("nftables", []):
-            rule = item.get("rule")
-            if rule and rule["chain"] in res:
-                for ex in rule["expr"]:
-                    if "counter" in ex:
-                        res[rule["chain"]] += ex["counter"]["packets"]
-        return res
 
 
 def _elem_key(e):

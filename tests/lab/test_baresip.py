@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from alg.lab.baresip import Baresip
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Capture, Kamailio
-
-from conftest import require_lab
+from tests.support.lab.baresip import Baresip
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Capture, Kamailio
+from tests.support.need import require_lab
 
 REGISTRAR = "%s:5060" % SERVER
 

@@ -3,8 +3,8 @@ import re
 import signal
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Alg, Capture, RtpEcho, Sipp, exchange_udp, rtp_send, rtp_send_bg, send_udp, recv_udp, received
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, Capture, RtpEcho, Sipp, exchange_udp, rtp_send, rtp_send_bg, send_udp, recv_udp, received
 
 SRV = (SERVER, 5060)
 

@@ -5,18 +5,9 @@ import subprocess
 import sys
 import time
 
-from alg.lab.netns import PHONES, SERVER
-from alg.lab.peers import Alg, exchange_udp, recv_udp, received, send_udp
-
-OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%d\r\n"
-           b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: d%d\r\nCSeq: 1 OPTIONS\r\n"
-           b"Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n")
-
-
-def _through(lab, n):
-    rx = recv_udp(lab, lab.wan, (SERVER, 5060))
-    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), OPTIONS % (n, n))
-    return received(rx)
+from tests.support.lab.messages import options_through as _through
+from tests.support.lab.netns import SERVER
+from tests.support.lab.peers import Alg, exchange_udp
 
 
 def test_wan_renumbering_followed_without_restart(lab, alg):

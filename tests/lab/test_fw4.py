@@ -1,15 +1,13 @@
 """The ALG beside an fw4-shaped firewall: forward policy drop, fw4 reloads and flushes, the kernel SIP helper."""
 import os
 import signal
-import sys
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Alg, recv_udp, received, send_udp
+from tests.support import ROOT
+from tests.support.fw4 import fw4_ruleset
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, recv_udp, received, send_udp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-from test_openwrt_package import fw4_ruleset  # noqa: E402
 
 INCLUDE = os.path.join(ROOT, "openwrt", "sipalg", "files", "forward-pinholes.nft")
 SRV = (SERVER, 5060)

@@ -2,8 +2,8 @@
 import re
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Alg, Kamailio, Sipp, exchange_udp
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, Kamailio, Sipp, exchange_udp
 
 OPTIONS = (b"OPTIONS sip:alice@203.0.113.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 203.0.113.10:5090;branch=z9hG4bKo%d\r\n"
            b"From: <sip:ping@203.0.113.10>;tag=p%d\r\nTo: <sip:alice@203.0.113.1:5060>\r\nCall-ID: ping%d\r\n"

@@ -12,20 +12,14 @@ import time
 import pytest
 
 from alg.kernel.queue import binding_available
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import ROOT, Alg, Capture, Sipp, recv_udp, received, send_udp
-
-from conftest import need
+from tests.support import ROOT
+from tests.support.lab.messages import options as _options
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, Capture, Sipp, recv_udp, received, send_udp
+from tests.support.need import need
 
 SRV = (SERVER, 5060)
 PH1 = (PHONES[0], 5060)
-
-
-def _options(call_id, via_host=PHONES[0]):
-    return (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP %s:5060;branch=z9hG4bK%s\r\n"
-            b"From: <sip:a@%s>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\nCSeq: 1 OPTIONS\r\n"
-            b"Contact: <sip:a@%s:5060>\r\nContent-Length: 0\r\n\r\n"
-            % (via_host.encode(), call_id, via_host.encode(), call_id, via_host.encode()))
 
 
 def _start(lab, logdir, backend, env=None):

@@ -1,9 +1,8 @@
 """Registrations keep phones reachable with no keep-alives; re-INVITEs move media; early RTP keeps its port."""
-import json
 import time
 
-from alg.lab.netns import PHONES, ROUTER_WAN, SERVER
-from alg.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send, rtp_send_bg
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Kamailio, RtpEcho, Sipp, rtp_send
 
 
 def _sipp(lab, ns, scenario, ip, logdir, name, user, **kw):

@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from alg.lab.netns import PHONES, SERVER, ROUTER_WAN
-from alg.lab.peers import Alg, recv_udp, received, send_udp
+from tests.support.lab.netns import PHONES, SERVER, ROUTER_WAN
+from tests.support.lab.peers import Alg, recv_udp, received, send_udp
 
 OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.%d:%d;branch=z9hG4bKr%d\r\n"
            b"From: <sip:a@10.0.0.%d>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: r%d\r\nCSeq: 1 OPTIONS\r\n"
@@ -186,7 +186,7 @@ def test_log_level_changed_by_reload(lab, logdir, cfg):
 
 
 def test_keepalive_mode_changed_by_reload(lab, logdir, cfg):
-    from alg.lab.peers import exchange_udp
+    from tests.support.lab.peers import exchange_udp
     cfg(answer_keepalives="off")
     a = started(lab, logdir, cfg)
     try:

@@ -2,19 +2,12 @@
 plugin (/usr/libexec/rpcd/luci.sipalg) -> the status page and the Status > Overview section, as rpcd
 and LuCI would run them."""
 import json
-import os
-import sys
 import time
 
-from alg.lab.netns import PHONES, SERVER
-from alg.lab.peers import received, recv_udp, send_udp
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from test_luci import OVERVIEW_JS, STATUS_JS, run_plugin, run_view, sipalg_command  # noqa: E402
-
-OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKrpcd1\r\n"
-           b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: rpcd1\r\nCSeq: 1 OPTIONS\r\n"
-           b"Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n")
+from tests.support.lab.messages import options
+from tests.support.lab.netns import PHONES, SERVER
+from tests.support.lab.peers import received, recv_udp, send_udp
+from tests.support.luci import OVERVIEW_JS, STATUS_JS, run_plugin, run_view, sipalg_command
 
 
 def plugin_status(alg, tmp_path):
@@ -27,7 +20,7 @@ def plugin_status(alg, tmp_path):
 def test_plugin_reports_the_running_daemon_and_the_page_shows_it(lab, alg, tmp_path):
     # a phone's SIP through the router makes a signalling binding the status must list
     rx = recv_udp(lab, lab.wan, (SERVER, 5060))
-    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), OPTIONS)
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), options(b"rpcd1"))
     got = received(rx)
     assert got is not None and got[0] == ("203.0.113.1", 5060)
     time.sleep(1.2)                                     # the daemon writes its status once a second

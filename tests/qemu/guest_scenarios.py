@@ -15,18 +15,19 @@ import re
 import signal
 import time
 
-from alg.lab.netns import ROUTER_WAN
-
-from conftest import INIT, sh, uci_set
+from tests.support.lab.messages import options_through
+from tests.support.lab.netns import ROUTER_WAN
+from tests.support.need import need
+from tests.support.vm import INIT, VM_MARKER, sh, uci_set
 
 LAB_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
 # Under TCG everything runs 10-50 times slower than on the host the lab's tests were timed on, and
 # the daemon answers a queued packet in up to a second or two when the VM is busy.  So the lab
 # runs in slow motion here (SIPALG_LAB_SLOW, from sipalg.slow= on the kernel command line, set by
-# qemu/run.py): alg.lab.peers stretches call durations and echo windows, and the lab tests' own
-# clock is dilated the same way: their short waits ("let the INVITE cross the ALG before sending
-# RTP") last SLOW times longer and their stopwatch ("fail-open within 2 s") runs SLOW times
-# slower.  Waits of 10 s and more wait for kernel timers (conntrack timeouts): kept as they are.
+# qemu/run.py): tests.support.lab.peers stretches call durations and echo windows, and the lab
+# tests' own clock is dilated the same way: their short waits ("let the INVITE cross the ALG
+# before sending RTP") last SLOW times longer and their stopwatch ("fail-open within 2 s") runs
+# SLOW times slower.  Waits of 10 s and more wait for kernel timers (conntrack timeouts): kept.
 SLOW = float(os.environ.get("SIPALG_LAB_SLOW", "1"))
 _modules = {}
 
@@ -81,7 +82,6 @@ def test_package_installed_like_opkg_and_idle_until_enabled():
 
 
 def need_vm():
-    from conftest import VM_MARKER, need
     need(os.path.exists(VM_MARKER), "runs only inside the QEMU test VM (make qemu-test)")
 
 
@@ -105,12 +105,8 @@ def test_queue_rule_is_the_nft_queue_statement(lab, alg):
     assert re.search(r"^nft_queue\s", sh("lsmod").stdout, re.M)
 
 
-# one OPTIONS from phone 1 to the server, as the lab's daemon tests send it
-_through = _lab("test_daemon", "_through")
-
-
 def test_toggling_enabled_stops_and_restores_the_service(lab, alg):
-    src, payload = _through(lab, 1)
+    src, payload = options_through(lab, 1)
     assert b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload      # rewritten by the ALG
     pid = alg.pid
     # off: uci edit, then the init script's reload
@@ -122,7 +118,7 @@ def test_toggling_enabled_stops_and_restores_the_service(lab, alg):
     assert "sipalg" not in sh("nft", "list", "tables").stdout                  # its table went with it
     assert "NFQUEUE" not in sh("iptables-save").stdout
     assert sh("sipalg", "status", check=False).returncode == 1
-    src, payload = _through(lab, 2)                                              # plain NAT: left alone
+    src, payload = options_through(lab, 2)                                              # plain NAT: left alone
     assert b"Via: SIP/2.0/UDP 10.0.0.2:5060;" in payload
     # on again: uci edit, then reload_config (what LuCI's apply does), through the reload trigger
     uci_set(enabled=1)
@@ -130,7 +126,7 @@ def test_toggling_enabled_stops_and_restores_the_service(lab, alg):
     alg.wait_running(old_pid=pid)
     alg.assert_nft_queue()
     time.sleep(0.5)
-    src, payload = _through(lab, 3)
+    src, payload = options_through(lab, 3)
     assert src == (ROUTER_WAN, 5060) and b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload
     # an unchanged `start` leaves the running instance alone (procd semantics)
     pid = alg.pid

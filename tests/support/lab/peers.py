@@ -14,9 +14,10 @@ import sys
 import time
 from typing import Dict, List, Optional
 
-from alg.lab.netns import Lab, ROUTER_WAN, SERVER
+from alg.kernel.nftjson import table_elements
+from tests.support import ROOT
+from tests.support.lab.netns import Lab, ROUTER_WAN, SERVER
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SCENARIOS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios")
 # Slow motion for a slow machine (the QEMU VM under TCG sets 2-3): call durations, echo windows
 # and waits for peers last SLOW times longer; the tests' own waits scale the same way there.
@@ -87,16 +88,13 @@ class Alg:
         return rc
 
     def kernel_table(self) -> dict:
-        """Our table's maps and sets as {name: [elements]} (empty when it's gone)."""
-        r = self.lab.run(self.lab.rtr, "nft", "-j", "list", "table", "ip", self.table, check=False)
-        if r.returncode != 0:
-            return {}
-        out: Dict[str, list] = {}
-        for item in json.loads(r.stdout).get("nftables", []):
-            for kind in ("map", "set"):
-                if kind in item:
-                    out[item[kind]["name"]] = item[kind].get("elem", [])
-        return out
+        return kernel_table(self.lab, self.table)
+
+
+def kernel_table(lab: Lab, table: str) -> dict:
+    """The router's table `ip TABLE`: its maps and sets as {name: [elements]} (empty when it's gone)."""
+    r = lab.run(lab.rtr, "nft", "-j", "list", "table", "ip", table, check=False)
+    return table_elements(r.stdout) if r.returncode == 0 else {}
 
 
 class Sipp:
@@ -126,7 +124,7 @@ class Sipp:
 
 class RtpEcho:
     def __init__(self, lab: Lab, ns: str, ip: str, port: int, seconds: float):
-        self.proc = lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "echo", ip, str(port), str(seconds * SLOW),
+        self.proc = lab.popen(ns, sys.executable, "-m", "tests.support.lab.rtp", "echo", ip, str(port), str(seconds * SLOW),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_env(), cwd=ROOT)
         self.proc.stderr.readline()                        # "ready"
 
@@ -136,13 +134,13 @@ class RtpEcho:
 
 
 def rtp_send(lab: Lab, ns: str, src: tuple, dst: tuple, count: int, interval: float = 0.02) -> dict:
-    r = lab.run(ns, sys.executable, "-m", "alg.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
-                str(count), str(interval), timeout=count * interval + 30)
+    r = lab.run(ns, sys.executable, "-m", "tests.support.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
+                str(count), str(interval), timeout=count * interval + 30, env=_env(), cwd=ROOT)
     return json.loads(r.stdout)
 
 
 def rtp_send_bg(lab: Lab, ns: str, src: tuple, dst: tuple, count: int, interval: float = 0.02) -> subprocess.Popen:
-    return lab.popen(ns, sys.executable, "-m", "alg.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
+    return lab.popen(ns, sys.executable, "-m", "tests.support.lab.rtp", "send", src[0], str(src[1]), dst[0], str(dst[1]),
                      str(count), str(interval), stdout=subprocess.PIPE, env=_env(), cwd=ROOT)
 
 

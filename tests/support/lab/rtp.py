@@ -1,4 +1,4 @@
-"""RTP for the lab, precise enough to count: `python3 -m alg.lab.rtp echo|send ...`.
+"""RTP for the lab, precise enough to count: `python3 -m tests.support.lab.rtp echo|send ...`.
 
     echo IP PORT SECONDS              answer every packet back to its source;
                                       prints JSON {source "ip:port": packets}

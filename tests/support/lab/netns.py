@@ -35,9 +35,10 @@ class LabError(RuntimeError):
 
 
 def sh(cmd: Sequence[str], check: bool = True, input: Optional[bytes] = None,
-       timeout: float = 30) -> subprocess.CompletedProcess:
+       timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+    """Run cmd to completion (kw: subprocess.run's, e.g. env, cwd); LabError when it fails and check."""
     r = subprocess.run(list(cmd), input=input, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       timeout=timeout)
+                       timeout=timeout, **kw)
     if check and r.returncode != 0:
         raise LabError("%s failed (%d): %s" % (" ".join(cmd), r.returncode,
                                                 r.stderr.decode(errors="replace").strip()))
@@ -154,8 +155,9 @@ class Lab:
     # -- using
 
     def run(self, ns: str, *cmd: str, check: bool = True, input: Optional[bytes] = None,
-            timeout: float = 30) -> subprocess.CompletedProcess:
-        return sh((["ip", "netns", "exec", ns] if ns else []) + list(cmd), check=check, input=input, timeout=timeout)
+            timeout: float = 30, **kw) -> subprocess.CompletedProcess:
+        return sh((["ip", "netns", "exec", ns] if ns else []) + list(cmd), check=check, input=input,
+                  timeout=timeout, **kw)
 
     def popen(self, ns: str, *cmd: str, **kw) -> subprocess.Popen:
         return subprocess.Popen((["ip", "netns", "exec", ns] if ns else []) + list(cmd), **kw)

@@ -24,12 +24,12 @@ import threading
 import time
 from typing import List, Optional
 
-from alg.lab.netns import Lab
+from tests.support.lab.netns import Lab
 
 MODULE_PATH = "/usr/lib/baresip/modules"
 CLONE_NEWNET = 0x40000000
 
-CONFIG = """# written by alg.lab.baresip: headless UA for the sipalg lab
+CONFIG = """# written by tests.support.lab.baresip: headless UA for the sipalg lab
 poll_method		epoll
 sip_listen		{ip}:{port}
 call_local_timeout	30

@@ -1,9 +1,11 @@
-"""`sipalg demo`: one phone, a router running the ALG, a SIP server; a registration and a call.
+"""`make demo`: one phone, a router running the ALG, a SIP server; a registration and a call.
 
 Builds the namespace lab, starts kamailio (registrar) and a sipp UAS with an
 RTP echo on the server side, registers the phone, calls, sends audio both
 ways, and shows what the ALG rewrote, the bindings and pinholes it held, and
 how many RTP packets crossed each way.  Everything is removed at the end.
+
+    python3 -m tests.support.lab.demo [--keep-logs DIR]     (from the checkout, as root)
 """
 
 from __future__ import annotations
@@ -14,12 +16,10 @@ import sys
 import tempfile
 import time
 
+from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, Capture, Kamailio, RtpEcho, Sipp, rtp_send
+
 DIVIDER = "-" * 72
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.description = __doc__.split("\n\n")[0]
-    p.add_argument("--keep-logs", metavar="DIR", help="keep the lab's logs and captures in DIR")
 
 
 def _show(title: str, before: bytes, after: bytes) -> None:
@@ -37,16 +37,16 @@ def _show(title: str, before: bytes, after: bytes) -> None:
         print("%s %-*s | %s" % (mark, width, left[:width], right))
 
 
-def run(args: argparse.Namespace) -> int:
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python3 -m tests.support.lab.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--keep-logs", metavar="DIR", help="keep the lab's logs and captures in DIR")
+    args = ap.parse_args(argv)
     if os.geteuid() != 0:
-        print("sipalg demo: needs root (it builds network namespaces)", file=sys.stderr)
+        print("demo: needs root (it builds network namespaces)", file=sys.stderr)
         return 2
-    from alg.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER
-    from alg.lab.peers import Alg, Capture, Kamailio, RtpEcho, Sipp, rtp_send
-
     logdir = args.keep_logs or tempfile.mkdtemp(prefix="sipalg-demo-")
     os.makedirs(logdir, exist_ok=True)
-    print("sipalg demo: phone %s -- router (LAN 10.0.0.1, WAN %s, NAT + sipalg) -- server %s"
+    print("demo: phone %s -- router (LAN 10.0.0.1, WAN %s, NAT + sipalg) -- server %s"
           % (PHONES[0], ROUTER_WAN, SERVER))
     with Lab(tag="demo") as lab:
         alg = Alg(lab, logdir).start()
@@ -97,3 +97,7 @@ def run(args: argparse.Namespace) -> int:
     ok = call_ok and rtp["received"] == rtp["sent"] and to_server == rtp["sent"]
     print("demo %s" % ("passed: audio both ways through the NAT" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
