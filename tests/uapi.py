@@ -21,7 +21,7 @@ def header(name):
 
 def enum(text, name):
     """{member: value} of `enum name { ... };`, counting from 0 and following explicit `= N`."""
-    body = re.search(r"enum %s \{(.*?)\};" % name, text, re.S).group(1)
+    body = re.search(r"enum %s\s*\{(.*?)\};" % name, text, re.S).group(1)        # "" finds the first anonymous one
     body = re.sub(r"^\s*#.*$", "", body, flags=re.M)          # #defines interleaved with the members
     out, n = {}, 0
     for item in body.split(","):
@@ -29,7 +29,8 @@ def enum(text, name):
         if not m:
             continue
         if m.group(2) is not None:
-            n = int(eval(m.group(2), {}, dict(out)))    # literals, shifts and earlier members only
+            expr = re.sub(r"\b(0x[0-9a-fA-F]+|\d+)[uUlL]+\b", r"\1", m.group(2))      # C suffixes
+            n = int(eval(expr, {}, dict(out)))          # literals, shifts and earlier members only
         out[m.group(1)] = n
         n += 1
     return out
@@ -37,7 +38,7 @@ def enum(text, name):
 
 def define(text, name):
     m = re.search(r"#define\s+%s\s+(.+)" % name, text)
-    return int(eval(m.group(1).strip(), {}, {}))
+    return int(eval(re.sub(r"\b(0x[0-9a-fA-F]+|\d+)[uUlL]+\b", r"\1", m.group(1).strip()), {}, {}))
 
 
 def check_module(module, text, enums):
