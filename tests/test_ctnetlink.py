@@ -9,21 +9,8 @@ import struct
 import pytest
 
 import uapi
+from wire import nest, nla, nlmsg
 from alg.kernel import ctnetlink as ct
-
-HDR = "=IHHII"
-
-
-def nla(atype, data):
-    return struct.pack("=HH", 4 + len(data), atype) + data + b"\0" * (-len(data) % 4)
-
-
-def nest(atype, *parts):
-    return nla(atype | 0x8000, b"".join(parts))
-
-
-def nlmsg(mtype, flags, seq, body):
-    return struct.pack(HDR, 16 + len(body), mtype, flags, seq, 0) + body
 
 
 def tuple_(kind, src=None, dst=None, sport=None, dport=None, proto=17):

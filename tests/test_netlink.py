@@ -6,20 +6,14 @@ own helpers.  The socket tests talk to the real kernel over NETLINK_ROUTE,
 which answers dumps without privileges.
 """
 import errno
-import os
 import socket
 import struct
 
 import pytest
 
 import uapi
+from wire import HDR, nlmsg
 from alg.kernel import netlink as nl
-
-HDR = "=IHHII"          # nlmsghdr, host order: len, type, flags, seq, pid
-
-
-def nlmsg(mtype, flags, seq, body, pid=0):
-    return struct.pack(HDR, 16 + len(body), mtype, flags, seq, pid) + body
 
 
 # -- encoding

@@ -11,22 +11,10 @@ import struct
 import pytest
 
 import uapi
+from wire import HDR, nest, nla, nlmsg
 from alg.kernel import nf_tables as nft
 
-HDR = "=IHHII"
 NEWSETELEM, GETSETELEM, DELSETELEM = 0x0A0C, 0x0A0D, 0x0A0E      # NFNL_SUBSYS_NFTABLES (10) << 8 | op
-
-
-def nla(atype, data):
-    return struct.pack("=HH", 4 + len(data), atype) + data + b"\0" * (-len(data) % 4)
-
-
-def nest(atype, *parts):
-    return nla(atype | 0x8000, b"".join(parts))
-
-
-def nlmsg(mtype, flags, seq, body):
-    return struct.pack(HDR, 16 + len(body), mtype, flags, seq, 0) + body
 
 
 # -- values as the kernel's registers hold them

@@ -11,23 +11,14 @@ import struct
 import pytest
 
 import uapi
+from wire import HDR, nlmsg
 
 from alg.kernel import nfnetlink_queue as nfq
 from alg.kernel.queue import PacketQueue, QueueUnavailable, _Netlink
 
 # nlmsghdr is host order: u32 len, u16 type, u16 flags, u32 seq, u32 pid
-HDR = "=IHHII"
 QUEUE_PACKET, QUEUE_VERDICT, QUEUE_CONFIG = 0x0300, 0x0301, 0x0302     # NFNL_SUBSYS_QUEUE (3) << 8 | op
 F_REQUEST, F_ACK = 1, 4
-
-
-def nlmsg(mtype, flags, seq, body, pid=0):
-    return struct.pack(HDR, 16 + len(body), mtype, flags, seq, pid) + body
-
-
-def nla(atype, data):
-    """nlattr with host-order len/type; len counts header + data, padding to 4 comes after."""
-    return struct.pack("=HH", 4 + len(data), atype) + data + b"\0" * (-len(data) % 4)
 
 
 def nfgen(family, queue):

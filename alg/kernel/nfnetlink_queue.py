@@ -22,7 +22,7 @@ import collections
 import errno
 import socket
 import struct
-from typing import Deque, List, Optional, Tuple, Union
+from typing import Deque, List, Optional, Union
 
 from alg.kernel.netlink import (  # noqa: F401  (re-exported: the names this protocol's users know)
     NETLINK_NETFILTER, NFNL_SUBSYS_QUEUE, NFNETLINK_V0, NLA_HDR, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_REQUEST,

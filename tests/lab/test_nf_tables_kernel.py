@@ -10,7 +10,6 @@ import select
 import subprocess
 import time
 
-import pytest
 
 from alg.kernel.nf_tables import NfTables, NfTablesMonitor
 from alg.kernel.nftables import NftTable
