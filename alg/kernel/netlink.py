@@ -539,6 +539,28 @@ class NetlinkSocket:
         return out                                                  # not reached
 
 
+class Subscription:
+    """A socket of its own joined to multicast groups: select() on fileno(), then messages()."""
+
+    def __init__(self, protocol: int, groups: Sequence[int], rcvbuf: int = 4 << 20):
+        self.nl = NetlinkSocket(protocol, groups=groups, rcvbuf=rcvbuf)
+        self._overruns = 0
+
+    def fileno(self) -> int:
+        return self.nl.fileno()
+
+    def close(self) -> None:
+        self.nl.close()
+
+    def messages(self) -> Tuple[List[Message], bool]:
+        """What arrived since the last call, and whether the kernel dropped some of it meanwhile
+        (ENOBUFS: the listener must read the state again instead of trusting the events)."""
+        msgs = self.nl.receive()
+        lost = self.nl.overruns != self._overruns
+        self._overruns = self.nl.overruns
+        return msgs, lost
+
+
 def _setbuf(sock: socket.socket, force: int, plain: int, size: int) -> None:
     """The forced size needs CAP_NET_ADMIN; without it the plain one, capped by the sysctl maximum."""
     for opt in (force, plain):

@@ -614,7 +614,7 @@ def parse_event(mtype: int, body: bytes) -> Optional[TableEvent]:
     return TableEvent(_KINDS[op], family, table, name)
 
 
-class NfTablesMonitor:
+class NfTablesMonitor(nl.Subscription):
     """NFNLGRP_NFTABLES on its own socket: select() on fileno(), then read().
 
     Every commit anyone makes is announced, our own element writes too
@@ -625,29 +625,22 @@ class NfTablesMonitor:
     """
 
     def __init__(self, family: Union[str, int] = "ip", table: str = "sipalg"):
+        super().__init__(NETLINK_NETFILTER, [NFNLGRP_NFTABLES])
         self.family = family_number(family)
         self.table = table
-        self.nl = NetlinkSocket(NETLINK_NETFILTER, groups=[NFNLGRP_NFTABLES], rcvbuf=4 << 20)
-        self._overruns = 0
-
-    def fileno(self) -> int:
-        return self.nl.fileno()
-
-    def close(self) -> None:
-        self.nl.close()
 
     def read(self) -> List[TableEvent]:
         """The notifications waiting now; an overrun since the last read adds TableEvent("overrun")."""
+        msgs, lost = self.messages()
         out = []
-        for mtype, _flags, _seq, body in self.nl.receive():
+        for mtype, _flags, _seq, body in msgs:
             try:
                 ev = parse_event(mtype, body)
             except ValueError:
-                ev = None
+                ev = TableEvent("overrun", self.family, self.table)     # undecodable: as good as lost
             if ev is not None:
                 out.append(ev)
-        if self.nl.overruns != self._overruns:
-            self._overruns = self.nl.overruns
+        if lost:
             out.append(TableEvent("overrun", self.family, self.table))
         return out
 
