@@ -136,7 +136,7 @@ def test_constants_match_uapi_headers():
     assert uapi.check_module(nft, text, ("nf_tables_msg_types", "nft_table_attributes", "nft_set_attributes",
                                          "nft_set_elem_list_attributes", "nft_list_attributes",
                                          "nft_set_elem_attributes", "nft_data_attributes", "nft_gen_attributes",
-                                         "nft_set_flags")) >= 30
+                                         "nft_set_flags", "nft_table_flags")) >= 30
     chain = uapi.enum(text, "nft_chain_attributes")
     rule = uapi.enum(text, "nft_rule_attributes")
     assert (chain["NFTA_CHAIN_TABLE"], chain["NFTA_CHAIN_NAME"]) == (nft.NFTA_CHAIN_TABLE, nft.NFTA_CHAIN_NAME)

@@ -68,6 +68,9 @@ NFT_MSG_NEWGEN = 15
 
 # enum nft_table_attributes
 NFTA_TABLE_NAME = 1
+NFTA_TABLE_FLAGS = 2
+# enum nft_table_flags
+NFT_TABLE_F_OWNER = 0x2                   # the kernel removes the table when its owner's socket closes
 # enum nft_chain_attributes / nft_rule_attributes (what notifications name)
 NFTA_CHAIN_TABLE = 1
 NFTA_CHAIN_NAME = 3
@@ -530,7 +533,8 @@ class NfTables:
 
     def probe_timeout_update(self) -> bool:
         """Does this kernel update an existing element's timeout in place (6.12+)?  Tried on a
-        throwaway table: add an element with 60 s, "add" it again with 120 s, read it back."""
+        throwaway table (owned by this socket, so the kernel drops it should we die half-way):
+        add an element with 60 s, "add" it again with 120 s, read it back."""
         table = "sipalg_probe_%d" % os.getpid()
         fam = self.family
         s = self.nl
@@ -549,7 +553,8 @@ class NfTables:
                                    seq, NLM_F_CREATE | NLM_F_ACK)
 
         seq = s.seq()
-        new_table = nft_message(NFT_MSG_NEWTABLE, fam, attr_str(NFTA_TABLE_NAME, table),
+        new_table = nft_message(NFT_MSG_NEWTABLE, fam, attr_str(NFTA_TABLE_NAME, table)
+                                + attr_be32(NFTA_TABLE_FLAGS, NFT_TABLE_F_OWNER),      # gone with us if we die
                                 NLM_F_CREATE | NLM_F_ACK, seq)
         seq2 = s.seq()
         new_set = nft_message(NFT_MSG_NEWSET, fam, attr_str(NFTA_SET_TABLE, table) + attr_str(NFTA_SET_NAME, "s")

@@ -318,15 +318,18 @@ class NfQueue:
             raise err.named("NFQUEUE %s" % what, "another process has this queue" if busy else "")
 
     def _on_other(self, mtype: int, flags: int, seq: int, body: bytes) -> None:
-        if mtype == PACKET_TYPE:
-            p = parse_packet(body)
-            self._outstanding.append(p.packet_id)
-            self._last_id = p.packet_id
-            self._pending.append(p)
-        elif mtype == NLMSG_ERROR:
-            ev = parse_error(body, seq, flags)
-            if isinstance(ev, NetlinkError):
-                self._count_error(ev)
+        try:
+            if mtype == PACKET_TYPE:
+                p = parse_packet(body)
+                self._outstanding.append(p.packet_id)
+                self._last_id = p.packet_id
+                self._pending.append(p)
+            elif mtype == NLMSG_ERROR:
+                ev = parse_error(body, seq, flags)
+                if isinstance(ev, NetlinkError):
+                    self._count_error(ev)
+        except ValueError as e:
+            self._undecodable(e)
 
     def _count_error(self, e: NetlinkError) -> None:
         self.counters["errors"] += 1
