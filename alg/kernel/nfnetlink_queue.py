@@ -311,8 +311,15 @@ class NfQueue:
 
     def _config(self, build, what: str, check: bool = True) -> None:
         """A config request and its ack; packets arriving meanwhile are kept for receive()."""
-        seq = self.nl.seq()
-        err = self.nl.transact([build(seq)], [seq])[seq]
+        for attempt in (0, 1):
+            seq = self.nl.seq()
+            try:
+                err = self.nl.transact([build(seq)], [seq])[seq]
+                break
+            except Overrun:                             # a burst of packets cost us the ack: ask again
+                self.counters["enobufs"] += 1
+                if attempt:
+                    raise
         if err is not None and check:
             busy = err.errno in (errno.EPERM, errno.EBUSY) and what.startswith("BIND")
             raise err.named("NFQUEUE %s" % what, "another process has this queue" if busy else "")
