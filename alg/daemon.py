@@ -295,14 +295,15 @@ class Daemon:
 
     # -- packets
 
-    def on_packet(self, packet: bytes, verdict) -> None:
+    def on_packet(self, packet: bytes, verdict, meta=None) -> None:
+        """The queue's callback; meta has the packet's indev/outdev (ifindex, 0 when absent) and mark."""
         try:
-            self._on_packet(packet, verdict)
+            self._on_packet(packet, verdict, meta)
         except Exception:              # never hold a packet because of a bug
             log.exception("internal error; packet passed unchanged")
             verdict(None, True)
 
-    def _on_packet(self, packet: bytes, verdict) -> None:
+    def _on_packet(self, packet: bytes, verdict, meta=None) -> None:
         d = parse_udp(packet)
         if d is None:
             self.counters["not_udp"] += 1

@@ -69,11 +69,11 @@ def inner(backend: str, mode: str, seconds: float, size: int, rate: int) -> dict
     from alg.packet import parse_udp, with_payload
     handled = [0]
 
-    def accept(pkt, verdict):
+    def accept(pkt, verdict, meta):
         handled[0] += 1
         verdict(None, True)
 
-    def rewrite(pkt, verdict):
+    def rewrite(pkt, verdict, meta):
         handled[0] += 1
         d = parse_udp(pkt)
         verdict(with_payload(pkt, d.payload[::-1] + b"!"), True)

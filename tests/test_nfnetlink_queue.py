@@ -5,28 +5,20 @@ linux/netfilter/nfnetlink.h, linux/netfilter/nfnetlink_queue.h), never by the
 module's own helpers.  No root needed.
 """
 import errno
-import os
 import re
 import struct
 
 import pytest
 
+import uapi
+from wire import HDR, nlmsg
+
 from alg.kernel import nfnetlink_queue as nfq
 from alg.kernel.queue import PacketQueue, QueueUnavailable, _Netlink
 
 # nlmsghdr is host order: u32 len, u16 type, u16 flags, u32 seq, u32 pid
-HDR = "=IHHII"
 QUEUE_PACKET, QUEUE_VERDICT, QUEUE_CONFIG = 0x0300, 0x0301, 0x0302     # NFNL_SUBSYS_QUEUE (3) << 8 | op
 F_REQUEST, F_ACK = 1, 4
-
-
-def nlmsg(mtype, flags, seq, body, pid=0):
-    return struct.pack(HDR, 16 + len(body), mtype, flags, seq, pid) + body
-
-
-def nla(atype, data):
-    """nlattr with host-order len/type; len counts header + data, padding to 4 comes after."""
-    return struct.pack("=HH", 4 + len(data), atype) + data + b"\0" * (-len(data) % 4)
 
 
 def nfgen(family, queue):
@@ -84,6 +76,55 @@ def test_verdict_accept_and_drop():
     assert nfq.verdict_message(2, 0xDEADBEEF, True, seq=11) == accept
     drop = nfq.verdict_message(2, 42, False, seq=11)
     assert drop[24:32] == b"\0\0\0\0" + b"\0\0\0\x2a"
+
+
+def test_verdict_batch_carries_the_last_id():
+    want = nlmsg(0x0303, F_REQUEST, 4, nfgen(0, 7) + struct.pack("=HH", 12, 2) + struct.pack(">II", 1, 300))
+    assert nfq.verdict_batch_message(7, 300, True, seq=4) == want
+
+
+def _seqs():
+    n = [100]
+
+    def nxt():
+        n[0] += 1
+        return n[0]
+    return nxt
+
+
+def _kinds(msgs):
+    """(message type, verdict, id, has payload) of each encoded verdict, read back from the bytes."""
+    out = []
+    for m in msgs:
+        mtype = struct.unpack_from("=H", m, 4)[0]
+        verdict, pid = struct.unpack_from(">II", m, 24)
+        out.append(("batch" if mtype == 0x0303 else "one", verdict, pid, len(m) > 32))
+    return out
+
+
+def test_coalesce_batches_runs_of_plain_accepts_from_the_oldest_held():
+    import collections
+    held = collections.deque([1, 2, 3, 4, 5, 6, 7])
+    given = {1: None, 2: None, 3: nfq.verdict_message(0, 3, True, b"new"), 4: None,
+             5: nfq.verdict_message(0, 5, False), 6: None, 7: None}
+    msgs = []
+    assert nfq.coalesce(0, held, given, _seqs(), msgs) == 3
+    assert _kinds(msgs) == [("batch", 1, 2, False), ("one", 1, 3, True), ("batch", 1, 4, False),
+                            ("one", 0, 5, False), ("batch", 1, 7, False)]
+    assert not held and not given
+
+
+def test_coalesce_never_batches_past_a_packet_still_held():
+    import collections
+    held = collections.deque([10, 11, 12])
+    given = {11: None, 12: None}                    # 10 has no verdict yet: a batch up to 12 would accept it
+    msgs = []
+    assert nfq.coalesce(0, held, given, _seqs(), msgs) == 0
+    assert _kinds(msgs) == [("one", 1, 11, False), ("one", 1, 12, False)]
+    assert list(held) == [10] and not given
+    given[10] = None
+    msgs = []
+    assert nfq.coalesce(0, held, given, _seqs(), msgs) == 1 and _kinds(msgs) == [("batch", 1, 10, False)]
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 28, 1499])
@@ -207,30 +248,13 @@ def test_error_message_too_short():
 
 # -- constants against the installed UAPI headers (linux-libc-dev)
 
-HEADERS = "/usr/include/linux/netfilter/nfnetlink_queue.h"
 
-
-def _enum(text, name):
-    body = re.search(r"enum %s \{(.*?)\};" % name, text, re.S).group(1)
-    names = [re.match(r"\s*(\w+)", item).group(1) for item in body.split(",") if re.match(r"\s*\w", item)]
-    return {n: i for i, n in enumerate(names)}
-
-
-@pytest.mark.skipif(not os.path.exists(HEADERS), reason="needs linux-libc-dev's %s" % HEADERS)
 def test_constants_match_uapi_headers():
-    with open(HEADERS) as f:
-        text = re.sub(r"/\*.*?\*/", "", f.read(), flags=re.S)
-    for enum in ("nfqnl_msg_types", "nfqnl_attr_type", "nfqnl_msg_config_cmds", "nfqnl_config_mode",
-                 "nfqnl_attr_config"):
-        for name, value in _enum(text, enum).items():
-            if hasattr(nfq, name):
-                assert getattr(nfq, name) == value, name
+    text = uapi.header("netfilter/nfnetlink_queue.h")
+    assert uapi.check_module(nfq, text, ("nfqnl_msg_types", "nfqnl_attr_type", "nfqnl_msg_config_cmds",
+                                         "nfqnl_config_mode", "nfqnl_attr_config")) >= 20
     assert int(re.search(r"NFQA_CFG_F_FAIL_OPEN\s+\(1 << (\d+)\)", text).group(1)) == 0
-    with open("/usr/include/linux/netfilter/nfnetlink.h") as f:
-        assert re.search(r"#define NFNL_SUBSYS_QUEUE\s+3\b", f.read())
-    with open("/usr/include/linux/netlink.h") as f:
-        nl = f.read()
-    assert re.search(r"#define NETLINK_NETFILTER\s+12\b", nl) and re.search(r"#define NLMSG_ERROR\s+0x2\b", nl)
+    assert uapi.define(uapi.header("netfilter/nfnetlink.h"), "NFNL_SUBSYS_QUEUE") == nfq.NFNL_SUBSYS_QUEUE == 3
 
 
 # -- backend choice and the verdict contract (no kernel: the socket is stood in for)
@@ -238,10 +262,10 @@ def test_constants_match_uapi_headers():
 
 def test_unknown_backend_is_named(monkeypatch):
     with pytest.raises(QueueUnavailable, match="'kernel'"):
-        PacketQueue(0, lambda p, v: v(None, True), backend="kernel")
+        PacketQueue(0, lambda p, v, m: v(None, True), backend="kernel")
     monkeypatch.setenv("SIPALG_QUEUE_BACKEND", "nope")
     with pytest.raises(QueueUnavailable, match="SIPALG_QUEUE_BACKEND"):
-        PacketQueue(0, lambda p, v: v(None, True))
+        PacketQueue(0, lambda p, v, m: v(None, True))
 
 
 class _Queue:
@@ -250,6 +274,7 @@ class _Queue:
     def __init__(self, packets):
         self.packets = packets
         self.verdicts = []
+        self.flushed = 0
         self.counters = {"enobufs": 0, "errors": 0, "send_errors": 0}
         self.last_error = None
 
@@ -261,6 +286,9 @@ class _Queue:
         nfq.verdict_message(0, packet_id, accept, payload)     # the real encoder: refuses what the kernel would
         self.verdicts.append((packet_id, accept, payload))
 
+    def flush(self):
+        self.flushed = len(self.verdicts)
+
 
 def _glue(packets, callback):
     g = _Netlink.__new__(_Netlink)
@@ -270,7 +298,10 @@ def _glue(packets, callback):
 
 
 def test_every_packet_gets_exactly_one_verdict_even_when_the_callback_fails():
-    def cb(payload, verdict):
+    metas = []
+
+    def cb(payload, verdict, meta):
+        metas.append((meta.indev, meta.outdev, meta.mark))
         if payload == b"rewrite":
             verdict(b"REWRITTEN", True)
         elif payload == b"drop":
@@ -283,11 +314,13 @@ def test_every_packet_gets_exactly_one_verdict_even_when_the_callback_fails():
         elif payload == b"huge":
             verdict(b"x" * 70000, True)            # too big for one attribute: the original goes instead
         # b"silent": forgets its verdict
-    pk = [nfq.Packet(0, i, 0x800, 1, p) for i, p in enumerate([b"rewrite", b"drop", b"twice", b"boom", b"silent",
-                                                                b"huge"])]
+    pk = [nfq.Packet(0, i, 0x800, 1, p, indev=i + 1) for i, p in enumerate([b"rewrite", b"drop", b"twice", b"boom",
+                                                                             b"silent", b"huge"])]
     pk.append(nfq.Packet(0, 6, 0x800, 1, b"cut", cap_len=900))
     g = _glue(pk, cb)
     g.poll()
     assert g._q.verdicts == [(0, True, b"REWRITTEN"), (1, False, None), (2, True, None), (3, True, None),
                              (4, True, None), (5, True, None), (6, True, None)]
     assert g.counters["unseen"] == 1
+    assert g._q.flushed == 7                        # and they were sent before poll() returned
+    assert metas[0] == (1, 0, None) and [m[0] for m in metas] == [1, 2, 3, 4, 5, 6]

@@ -1,46 +1,34 @@
-"""NFQUEUE spoken directly over a netlink socket: stdlib only (socket, struct, os).
+"""NFQUEUE spoken directly over a netlink socket: stdlib only (socket, struct).
 
 OpenWrt's feed has no Python NFQUEUE binding and python3-light has no ctypes,
 so the daemon speaks the nfnetlink_queue protocol itself.  The message
 encoders and decoders are pure (bytes in, bytes or values out) so they are
-tested without root; `NfQueue` is the thin socket around them.
+tested without root; `NfQueue` is the thin layer over a NetlinkSocket.
 
-Layouts and numbers are the kernel UAPI's: linux/netlink.h (nlmsghdr, nlattr,
-NLMSG_ERROR), linux/netfilter/nfnetlink.h (nfgenmsg, NFNL_SUBSYS_QUEUE) and
-linux/netfilter/nfnetlink_queue.h (messages, attributes, config structs).
-Netlink headers are host byte order; nfgenmsg.res_id and every nfqueue
-struct and u32 attribute are big-endian.
+Layouts and numbers are linux/netfilter/nfnetlink_queue.h's (messages,
+attributes, config structs); what every netlink client shares is in
+alg/kernel/netlink.py.  Every nfqueue struct and u32 attribute is big-endian.
+
+One recv gives one queued packet: the kernel unicasts each as its own skb,
+and a netlink recvmsg returns one skb.  What batches is the rest: a poll
+drains every packet waiting, and their verdicts go back together, runs of
+plain accepts as one NFQNL_MSG_VERDICT_BATCH and the others as single
+verdicts, all in as few sendmsg calls as the send buffer allows.
 """
 
 from __future__ import annotations
 
-import errno as _errno
-import os
-import select
+import collections
+import errno
 import socket
 import struct
-import time
-from typing import Dict, Iterator, List, Optional, Tuple, Union
+from typing import Deque, List, Optional, Union
 
-# linux/netlink.h
-NETLINK_NETFILTER = 12
-NLM_F_REQUEST = 0x01
-NLM_F_ACK = 0x04
-NLMSG_NOOP = 0x1
-NLMSG_ERROR = 0x2
-NLMSG_DONE = 0x3
-NLMSG_OVERRUN = 0x4
-NLA_F_NESTED = 1 << 15
-NLA_F_NET_BYTEORDER = 1 << 14
-NLA_TYPE_MASK = ~(NLA_F_NESTED | NLA_F_NET_BYTEORDER) & 0xFFFF
-SOL_NETLINK = 270
-NETLINK_NO_ENOBUFS = 5
-NETLINK_CAP_ACK = 10
-SO_RCVBUFFORCE = 33                       # asm-generic/socket.h: root may exceed rmem_max
-
-# linux/netfilter/nfnetlink.h
-NFNETLINK_V0 = 0
-NFNL_SUBSYS_QUEUE = 3
+from alg.kernel.netlink import (  # noqa: F401  (re-exported: the names this protocol's users know)
+    NETLINK_NETFILTER, NFNL_SUBSYS_QUEUE, NFNETLINK_V0, NLA_HDR, NLA_TYPE_MASK, NLM_F_ACK, NLM_F_REQUEST,
+    NLMSG_DONE, NLMSG_ERROR, NLMSG_HDR, NLMSG_NOOP, NLMSG_OVERRUN, NFGEN, RECV_BUFFER, Ack, NetlinkError,
+    NetlinkSocket, Overrun, align4, attr, iter_messages, nfgenmsg, nfnl_type, parse_attrs, parse_error)
+from alg.kernel import netlink as nl
 
 # linux/netfilter/nfnetlink_queue.h: enum nfqnl_msg_types
 NFQNL_MSG_PACKET = 0
@@ -87,37 +75,20 @@ NFQA_CFG_F_GSO = 1 << 2
 NF_DROP = 0
 NF_ACCEPT = 1
 
-NLMSG_HDR = struct.Struct("=IHHII")       # nlmsghdr: len, type, flags, seq, pid (host order)
-NLA_HDR = struct.Struct("=HH")            # nlattr: len, type (host order)
-NFGEN = struct.Struct("!BBH")             # nfgenmsg: family, version, res_id (big-endian)
 CMD = struct.Struct("!BxH")               # nfqnl_msg_config_cmd: command, _pad, pf
 PARAMS = struct.Struct("!IB")             # nfqnl_msg_config_params (packed): copy_range, copy_mode
 VERDICT_HDR = struct.Struct("!II")        # nfqnl_msg_verdict_hdr: verdict, id
 PACKET_HDR = struct.Struct("!IHB")        # nfqnl_msg_packet_hdr (packed): packet_id, hw_protocol, hook
 U32 = struct.Struct("!I")
 
-MAX_COPY_RANGE = 0xFFFF                   # the kernel clamps to 0xffff - NLA_HDRLEN
-RECV_BUFFER = 0xFFFF + 8192               # one full-size packet plus its netlink headers
-
-
-def align4(n: int) -> int:
-    return (n + 3) & ~3
+MAX_COPY_RANGE = 0xFFFF                   # the kernel clamps to 0xffff - NLA_HDRLEN: 65531 bytes of packet
 
 
 def msg_type(nfq_type: int) -> int:
-    """nlmsg_type of an nfnetlink queue message: subsystem in the high byte, operation in the low."""
-    return (NFNL_SUBSYS_QUEUE << 8) | nfq_type
+    return nfnl_type(NFNL_SUBSYS_QUEUE, nfq_type)
 
 
 # -- encoding
-
-
-def attr(atype: int, data: bytes) -> bytes:
-    """One netlink attribute, zero-padded to 4 bytes (nla_len excludes the padding)."""
-    n = NLA_HDR.size + len(data)
-    if n > 0xFFFF:
-        raise ValueError("netlink attribute %d too long: %d bytes" % (atype, len(data)))
-    return NLA_HDR.pack(n, atype) + data + b"\0" * (align4(n) - n)
 
 
 def nfq_message(nfq_type: int, queue_num: int, attrs: bytes, flags: int = NLM_F_REQUEST, seq: int = 0,
@@ -125,8 +96,7 @@ def nfq_message(nfq_type: int, queue_num: int, attrs: bytes, flags: int = NLM_F_
     """nlmsghdr + nfgenmsg (res_id = queue number) + attributes."""
     if not 0 <= queue_num <= 0xFFFF:
         raise ValueError("NFQUEUE number %r out of range 0-65535" % (queue_num,))
-    body = NFGEN.pack(family, NFNETLINK_V0, queue_num) + attrs
-    return NLMSG_HDR.pack(NLMSG_HDR.size + len(body), msg_type(nfq_type), flags, seq, 0) + body
+    return nl.nfnl_message(NFNL_SUBSYS_QUEUE, nfq_type, family, attrs, flags, seq, res_id=queue_num)
 
 
 def config_cmd(queue_num: int, command: int, pf: int = 0, seq: int = 0, ack: bool = True) -> bytes:
@@ -159,34 +129,25 @@ def verdict_message(queue_num: int, packet_id: int, accept: bool, payload: Optio
     return nfq_message(NFQNL_MSG_VERDICT, queue_num, attrs, NLM_F_REQUEST, seq)
 
 
+def verdict_batch_message(queue_num: int, max_id: int, accept: bool = True, seq: int = 0) -> bytes:
+    """NFQNL_MSG_VERDICT_BATCH: one verdict for EVERY packet still queued with an id up to `max_id`
+    (nfqnl_recv_verdict_batch walks the queue in order and stops at the first later id); no payload."""
+    attrs = attr(NFQA_VERDICT_HDR, VERDICT_HDR.pack(NF_ACCEPT if accept else NF_DROP, max_id))
+    return nfq_message(NFQNL_MSG_VERDICT_BATCH, queue_num, attrs, NLM_F_REQUEST, seq)
+
+
 # -- decoding
 
 
-class NetlinkError(OSError):
-    """The kernel refused a request (NLMSG_ERROR with a negative error code)."""
-
-    def __init__(self, code: int, seq: int, what: str = "netlink request", hint: str = ""):
-        name = _errno.errorcode.get(code, "errno %d" % code)
-        super().__init__(code, "%s failed: %s (%s)%s" % (what, name, os.strerror(code), hint and ": " + hint))
-        self.name = name
-        self.seq = seq
-
-
-class Ack:
-    """NLMSG_ERROR with error 0: the request with this sequence number succeeded."""
-
-    def __init__(self, seq: int):
-        self.seq = seq
-
-    def __repr__(self) -> str:
-        return "Ack(seq=%d)" % self.seq
-
-
 class Packet:
-    """One NFQNL_MSG_PACKET: the id to give a verdict for, and the packet (from the IP header)."""
+    """One NFQNL_MSG_PACKET: the id to give a verdict for, the packet (from the IP header), and its
+    metadata: in/out interface index (0 when absent), mark (None when absent), hook."""
+
+    __slots__ = ("queue_num", "packet_id", "hw_protocol", "hook", "payload", "cap_len", "mark", "indev",
+                 "outdev")
 
     def __init__(self, queue_num: int, packet_id: int, hw_protocol: int, hook: int,
-                 payload: Optional[bytes], cap_len: Optional[int] = None, mark: int = 0,
+                 payload: Optional[bytes], cap_len: Optional[int] = None, mark: Optional[int] = None,
                  indev: int = 0, outdev: int = 0):
         self.queue_num = queue_num
         self.packet_id = packet_id
@@ -206,35 +167,6 @@ class Packet:
     def __repr__(self) -> str:
         return "Packet(queue=%d, id=%d, %s bytes)" % (self.queue_num, self.packet_id,
                                                       "no" if self.payload is None else len(self.payload))
-
-
-def iter_messages(buf: bytes) -> Iterator[Tuple[int, int, int, int, bytes]]:
-    """(type, flags, seq, pid, body) for each netlink message in a received buffer.
-
-    Bodies are slices of `buf`: views (no copy) when it is a memoryview.
-    """
-    off = 0
-    n = len(buf)
-    while off + NLMSG_HDR.size <= n:
-        length, mtype, flags, seq, pid = NLMSG_HDR.unpack_from(buf, off)
-        if length < NLMSG_HDR.size or off + length > n:
-            raise ValueError("bad netlink message at offset %d: length %d, %d bytes left" % (off, length, n - off))
-        yield mtype, flags, seq, pid, buf[off + NLMSG_HDR.size:off + length]
-        off += align4(length)
-
-
-def parse_attrs(data: bytes) -> Dict[int, bytes]:
-    """Attribute type (flags masked off) -> value (a slice of `data`), for a run of netlink attributes."""
-    out: Dict[int, bytes] = {}
-    off = 0
-    n = len(data)
-    while off + NLA_HDR.size <= n:
-        length, atype = NLA_HDR.unpack_from(data, off)
-        if length < NLA_HDR.size or off + length > n:
-            raise ValueError("bad netlink attribute at offset %d: length %d, %d bytes left" % (off, length, n - off))
-        out[atype & NLA_TYPE_MASK] = data[off + NLA_HDR.size:off + length]
-        off += align4(length)
-    return out
 
 
 _U32_FIELDS = {NFQA_CAP_LEN: "cap_len", NFQA_MARK: "mark", NFQA_IFINDEX_INDEV: "indev",
@@ -271,33 +203,57 @@ def parse_packet(body: bytes) -> Packet:
     return Packet(queue_num, hdr[0], hdr[1], hdr[2], payload, **u32s)
 
 
-def parse_error(body: bytes, seq: int) -> Union[Ack, NetlinkError]:
-    """NLMSG_ERROR body (struct nlmsgerr: int error, then the offending header): Ack or the error."""
-    if len(body) < 4:
-        raise ValueError("NLMSG_ERROR too short: %d bytes" % len(body))
-    code = -struct.unpack_from("=i", body)[0]
-    if len(body) >= 4 + NLMSG_HDR.size:            # the request's own sequence number
-        seq = NLMSG_HDR.unpack_from(body, 4)[3]
-    if code == 0:
-        return Ack(seq)
-    return NetlinkError(code, seq)
-
-
 Event = Union[Packet, Ack, NetlinkError]
+PACKET_TYPE = msg_type(NFQNL_MSG_PACKET)
 
 
 def decode(buf: bytes) -> List[Event]:
     """Everything in one received buffer: packets, acks and errors (returned, not raised)."""
     out: List[Event] = []
-    for mtype, _flags, seq, _pid, body in iter_messages(buf):
+    for mtype, flags, seq, _pid, body in iter_messages(buf):
         if mtype == NLMSG_ERROR:
-            out.append(parse_error(body, seq))
-        elif mtype == msg_type(NFQNL_MSG_PACKET):
+            out.append(parse_error(body, seq, flags))
+        elif mtype == PACKET_TYPE:
             out.append(parse_packet(body))
-        elif mtype in (NLMSG_NOOP, NLMSG_DONE, NLMSG_OVERRUN):
-            continue
-        # anything else on this socket is not ours to handle; skip it
+        # NOOP, DONE, OVERRUN and anything else on this socket: not ours to handle
     return out
+
+
+def coalesce(queue_num: int, outstanding: Deque[int], verdicts: dict, next_seq, out: List[bytes]) -> int:
+    """Turn buffered verdicts into messages (appended to `out`, in packet order); returns the batches.
+
+    `outstanding` holds the ids received and not yet answered, oldest
+    first; `verdicts` maps id -> an encoded single verdict, or None for a
+    plain accept.  A run of plain accepts starting at the oldest id still
+    held becomes one VERDICT_BATCH for its last id: the batch covers every
+    queued id up to it, and every older one was answered before it in the
+    same stream.  Verdicts given behind a packet still unanswered go singly.
+    Both containers are emptied of what was answered.
+    """
+    batches = 0
+    run = None
+    while outstanding and outstanding[0] in verdicts:
+        pid = outstanding.popleft()
+        m = verdicts.pop(pid)
+        if m is None:
+            run = pid
+            continue
+        if run is not None:
+            out.append(verdict_batch_message(queue_num, run, True, next_seq()))
+            batches += 1
+            run = None
+        out.append(m)
+    if run is not None:
+        out.append(verdict_batch_message(queue_num, run, True, next_seq()))
+        batches += 1
+    for pid, m in verdicts.items():                 # out of order: behind a packet still held
+        out.append(m if m is not None else verdict_message(queue_num, pid, True, None, next_seq()))
+        try:
+            outstanding.remove(pid)
+        except ValueError:
+            pass
+    verdicts.clear()
+    return batches
 
 
 # -- the socket
@@ -307,159 +263,161 @@ class NfQueue:
     """One bound NFQUEUE on a non-blocking netlink socket.
 
     `receive()` drains what is waiting and returns the packets; every packet
-    needs exactly one `verdict()`.  ENOBUFS (the kernel could not queue a
-    message to us: with fail-open those packets were accepted unchanged) and
-    late errors are counted, not raised, so one burst never stops the ALG.
+    needs exactly one `verdict()`, which is buffered until `flush()` (and
+    `receive()` flushes first, so nothing is held across polls).  ENOBUFS
+    (the kernel could not queue a packet to us: with fail-open it accepted
+    it unchanged) and late errors are counted, not raised, so no burst stops
+    the ALG.
     """
 
     def __init__(self, queue_num: int, copy_range: int = MAX_COPY_RANGE, maxlen: Optional[int] = 4096,
-                 fail_open: bool = True, rcvbuf: int = 4 << 20, timeout: float = 2.0):
+                 fail_open: bool = True, rcvbuf: int = 8 << 20, sndbuf: int = 1 << 20, timeout: float = 2.0):
         if not 0 <= queue_num <= 0xFFFF:
             raise ValueError("NFQUEUE number %r out of range 0-65535" % (queue_num,))
         self.queue_num = queue_num
-        self.timeout = timeout
-        self.counters = {"enobufs": 0, "errors": 0, "send_errors": 0}
+        self.counters = {"enobufs": 0, "errors": 0, "send_errors": 0, "batches": 0, "sweeps": 0}
         self.last_error: Optional[str] = None
         self.fail_open = False
-        self._seq = int(time.time()) & 0x7FFFFFFF
-        self._pending: List[Packet] = []
-        self._buf = bytearray(RECV_BUFFER)               # reused: one recv never holds more than a packet
-        self._view = memoryview(self._buf)
-        self.sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_NETFILTER)
+        self._pending: List[Packet] = []                # packets that arrived while a config request waited
+        self._outstanding: Deque[int] = collections.deque()   # ids received, verdict not yet sent, in id order
+        self._verdicts: dict = {}                       # id -> encoded single verdict, or None (plain accept)
+        self._unsent: List[bytes] = []                  # verdicts a failed send left; sent again first
+        self._blind = False                             # a datagram failed to decode: a packet may be held unseen
+        self._last_id: Optional[int] = None
+        self._blind_since: Optional[int] = None
+        self.nl = NetlinkSocket(NETLINK_NETFILTER, rcvbuf=rcvbuf, sndbuf=sndbuf, timeout=timeout,
+                                on_other=self._on_other)
         try:
-            self._setup(copy_range, maxlen, fail_open, rcvbuf)
+            self._setup(copy_range, maxlen, fail_open)
         except BaseException:
-            self.sock.close()
+            self.nl.close()
             raise
 
-    def _setup(self, copy_range: int, maxlen: Optional[int], fail_open: bool, rcvbuf: int) -> None:
-        s = self.sock
-        s.bind((0, 0))
-        for opt in (SO_RCVBUFFORCE, socket.SO_RCVBUF):  # force needs CAP_NET_ADMIN; else capped by rmem_max
-            try:
-                s.setsockopt(socket.SOL_SOCKET, opt, rcvbuf)
-                break
-            except OSError:
-                continue
-        try:                                             # errors on verdicts need not echo whole packets
-            s.setsockopt(SOL_NETLINK, NETLINK_CAP_ACK, 1)
-        except OSError:
-            pass
-        s.setblocking(False)
+    def _setup(self, copy_range: int, maxlen: Optional[int], fail_open: bool) -> None:
         q = self.queue_num
         # kernels before 3.8 need the address family bound first; newer ones accept and ignore both
-        self._request(config_cmd(0, NFQNL_CFG_CMD_PF_UNBIND, socket.AF_INET, self._next_seq()), "PF_UNBIND",
-                      check=False)
-        self._request(config_cmd(0, NFQNL_CFG_CMD_PF_BIND, socket.AF_INET, self._next_seq()), "PF_BIND")
-        self._request(config_cmd(q, NFQNL_CFG_CMD_BIND, 0, self._next_seq()), "BIND queue %d" % q)
-        self._request(config_params(q, copy_range, NFQNL_COPY_PACKET, maxlen, self._next_seq()),
-                      "copy mode for queue %d" % q)
+        self._config(lambda seq: config_cmd(0, NFQNL_CFG_CMD_PF_UNBIND, socket.AF_INET, seq), "PF_UNBIND",
+                     check=False)
+        self._config(lambda seq: config_cmd(0, NFQNL_CFG_CMD_PF_BIND, socket.AF_INET, seq), "PF_BIND")
+        self._config(lambda seq: config_cmd(q, NFQNL_CFG_CMD_BIND, 0, seq), "BIND queue %d" % q)
+        self._config(lambda seq: config_params(q, copy_range, NFQNL_COPY_PACKET, maxlen, seq),
+                     "copy mode for queue %d" % q)
         if fail_open:
             try:
-                self._request(config_flags(q, NFQA_CFG_F_FAIL_OPEN, seq=self._next_seq()), "FAIL_OPEN flag")
+                self._config(lambda seq: config_flags(q, NFQA_CFG_F_FAIL_OPEN, seq=seq), "FAIL_OPEN flag")
                 self.fail_open = True
             except NetlinkError as e:                    # kernels before 3.6: still usable
                 self.last_error = str(e)
 
-    def _next_seq(self) -> int:
-        self._seq = (self._seq + 1) & 0xFFFFFFFF
-        return self._seq
-
-    def _request(self, msg: bytes, what: str, check: bool = True) -> None:
-        """Send a config request and wait for its ack; packets arriving meanwhile are kept for receive()."""
-        seq = NLMSG_HDR.unpack_from(msg)[3]
-        self.sock.send(msg)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise TimeoutError("NFQUEUE %s: no answer from the kernel in %.1fs" % (what, self.timeout))
-            ready, _, _ = select.select([self.sock], [], [], left)
-            if not ready:
-                continue
-            for ev in self._recv_events():
-                if isinstance(ev, Packet):
-                    self._pending.append(ev)
-                elif ev.seq != seq:
-                    if isinstance(ev, NetlinkError):
-                        self._count_error(ev)
-                elif isinstance(ev, NetlinkError):
-                    if not check:
-                        return
-                    busy = ev.errno in (_errno.EPERM, _errno.EBUSY) and what.startswith("BIND")
-                    raise NetlinkError(ev.errno, seq, "NFQUEUE %s" % what,
-                                       "another process has this queue" if busy else "")
-                else:
-                    return
-
-    def _recv_events(self) -> List[Event]:
-        try:
-            n = self.sock.recv_into(self._buf)
-        except BlockingIOError:
-            return []
-        except OSError as e:
-            if e.errno == _errno.ENOBUFS:
+    def _config(self, build, what: str, check: bool = True) -> None:
+        """A config request and its ack; packets arriving meanwhile are kept for receive()."""
+        for attempt in (0, 1):
+            seq = self.nl.seq()
+            try:
+                err = self.nl.transact([build(seq)], [seq])[seq]
+                break
+            except Overrun:                             # a burst of packets cost us the ack: ask again
                 self.counters["enobufs"] += 1
-                return []
-            raise
-        return decode(self._view[:n])
+                if attempt:
+                    raise
+        if err is not None and check:
+            busy = err.errno in (errno.EPERM, errno.EBUSY) and what.startswith("BIND")
+            raise err.named("NFQUEUE %s" % what, "another process has this queue" if busy else "")
+
+    def _on_other(self, mtype: int, flags: int, seq: int, body: bytes) -> None:
+        try:
+            if mtype == PACKET_TYPE:
+                p = parse_packet(body)
+                self._outstanding.append(p.packet_id)
+                self._last_id = p.packet_id
+                self._pending.append(p)
+            elif mtype == NLMSG_ERROR:
+                ev = parse_error(body, seq, flags)
+                if isinstance(ev, NetlinkError):
+                    self._count_error(ev)
+        except ValueError as e:
+            self._undecodable(e)
 
     def _count_error(self, e: NetlinkError) -> None:
         self.counters["errors"] += 1
         self.last_error = str(e)
 
     def fileno(self) -> int:
-        return self.sock.fileno()
+        return self.nl.fileno()
 
-    def receive(self, limit: int = 256) -> List[Packet]:
-        """The packets waiting now (at most about `limit`), without blocking."""
+    def receive(self, limit: int = 64) -> List[Packet]:
+        """The packets waiting now (at most about `limit`), without blocking; buffered verdicts go first."""
+        self.flush()
         out, self._pending = self._pending, []
+        s = self.nl
         while len(out) < limit:
             try:
-                n = self.sock.recv_into(self._buf)
-            except BlockingIOError:
-                break
-            except InterruptedError:
-                continue
-            except OSError as e:
-                if e.errno != _errno.ENOBUFS:
-                    raise
+                buf = s.recv()
+            except Overrun:
                 self.counters["enobufs"] += 1
                 continue
+            except ValueError as e:                      # over-long datagram: not from a sane kernel
+                self._undecodable(e)
+                continue
+            if buf is None:
+                break
             try:
-                events = decode(self._view[:n])
-            except ValueError as e:                     # not from a sane kernel; keep going
-                self.counters["errors"] += 1
-                self.last_error = "undecodable netlink message: %s" % e
+                events = decode(buf)
+            except ValueError as e:
+                self._undecodable(e)
                 continue
             for ev in events:
                 if isinstance(ev, Packet):
+                    self._outstanding.append(ev.packet_id)
+                    self._last_id = ev.packet_id
                     out.append(ev)
                 elif isinstance(ev, NetlinkError):
                     self._count_error(ev)
         return out
 
+    def _undecodable(self, e: Exception) -> None:
+        self.counters["errors"] += 1
+        self.last_error = "undecodable netlink message: %s" % e
+        self._blind = True
+        self._blind_since = self._last_id
+
     def verdict(self, packet_id: int, accept: bool = True, payload: Optional[bytes] = None) -> None:
-        msg = verdict_message(self.queue_num, packet_id, accept, payload, self._next_seq())
-        for attempt in (0, 1):
+        """Buffer the verdict for one packet; ValueError (nothing buffered) if the kernel could not take it."""
+        if accept and payload is None:
+            self._verdicts[packet_id] = None
+        else:
+            self._verdicts[packet_id] = verdict_message(self.queue_num, packet_id, accept, payload, self.nl.seq())
+
+    def flush(self) -> int:
+        """Send the buffered verdicts (see coalesce()); returns how many messages went out."""
+        if not self._verdicts and not self._unsent and not self._blind:
+            return 0
+        msgs = self._unsent
+        batches = coalesce(self.queue_num, self._outstanding, self._verdicts, self.nl.seq, msgs)
+        self.counters["batches"] += batches
+        if self._blind and not self._outstanding and self._last_id not in (None, self._blind_since):
+            # an undecodable packet may still be held, older than the newest id seen: accept all up to that
+            msgs.append(verdict_batch_message(self.queue_num, self._last_id, True, self.nl.seq()))
+            self.counters["sweeps"] += 1
+            self._blind = False
+        self._unsent = []
+        sent = 0
+        for data, n in self.nl.pack(msgs):
             try:
-                self.sock.send(msg)
-                return
-            except (BlockingIOError, InterruptedError) as e:
-                err: OSError = e
-            except OSError as e:
-                if e.errno != _errno.ENOBUFS:
-                    raise
-                err = e
-            if attempt == 0:
-                select.select([], [self.sock], [], 0.05)
-        self.counters["send_errors"] += 1
-        self.last_error = "verdict for packet %d not sent: %s" % (packet_id, err)
+                self.nl.send(data)
+            except (OSError, ValueError) as e:          # ENOBUFS, a full socket: try again at the next flush
+                self.counters["send_errors"] += 1
+                self.last_error = "verdicts not sent (kept for the next try): %s" % e
+                self._unsent = msgs[sent:]
+                break
+            sent += n
+        return sent
 
     def close(self) -> None:
-        """Unbind (the kernel would also on close) and close the socket; queued packets are dropped."""
+        """Unbind (the kernel would also on close) and close the socket; held packets are dropped."""
         try:
-            self.sock.send(config_cmd(self.queue_num, NFQNL_CFG_CMD_UNBIND, 0, self._next_seq(), ack=False))
-        except OSError:
+            self.flush()
+            self.nl.send(config_cmd(self.queue_num, NFQNL_CFG_CMD_UNBIND, 0, self.nl.seq(), ack=False))
+        except (OSError, ValueError):
             pass
-        self.sock.close()
+        self.nl.close()

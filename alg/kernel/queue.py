@@ -1,14 +1,23 @@
 """NFQUEUE consumption behind one small interface, with two backends.
 
-- "binding": the `netfilterqueue` binding (PyPI, C over libnetfilter_queue).
 - "netlink": our own nfnetlink_queue client (alg/kernel/nfnetlink_queue.py),
-  stdlib only.  OpenWrt's feed has no Python NFQUEUE binding and python3-light
-  no ctypes, so on a router this is the one that runs.  It also sets the
-  queue's fail-open flag: when we fall behind, the kernel accepts packets
-  unchanged instead of dropping them.
+  stdlib only.  It sets the queue's fail-open flag (when we fall behind the
+  kernel accepts packets unchanged instead of dropping them), copies whole
+  datagrams (up to the kernel's 65,531-byte copy limit) and sends verdicts
+  in batches.  OpenWrt's feed has no Python NFQUEUE binding and
+  python3-light no ctypes, so on a router this is the one that runs; it is
+  what "auto" (the default) always picks.
+- "binding": the `netfilterqueue` binding (PyPI, C over libnetfilter_queue),
+  only when forced with SIPALG_QUEUE_BACKEND=binding or backend="binding".
+  It can set neither fail-open (a backlog drops SIP) nor a copy range above
+  its ~4 KB receive buffer (a larger datagram never gets a verdict and,
+  4,096 of them later, wedges the queue), so it never leaves "auto".
 
-"auto" (the default) takes the binding when it imports, else netlink.
-`backend=` or the environment variable SIPALG_QUEUE_BACKEND forces one.
+The callback gets (payload, verdict, meta): verdict(new_payload or None,
+accept) must be called once; meta carries the packet's `indev` and
+`outdev` (interface indexes, 0 when absent), `mark` (None when absent) and
+`hook`.  Whatever the callback does, raises or forgets, every packet gets
+exactly one verdict.
 """
 
 from __future__ import annotations
@@ -24,6 +33,9 @@ log = logging.getLogger("sipalg.queue")
 BACKENDS = ("auto", "netlink", "binding")
 ENV = "SIPALG_QUEUE_BACKEND"
 REPORT_EVERY = 60.0                            # seconds between warnings about overruns and errors
+FLUSH_AFTER = 0.001                            # seconds a given verdict may wait for the rest of its batch
+BINDING_LIMITS = ("NetfilterQueue binding forced (%s=binding): no fail-open (a backlog drops SIP) and no "
+                  "datagrams over ~4 KB (they get no verdict); use the netlink backend" % ENV)
 
 
 class QueueUnavailable(RuntimeError):
@@ -38,14 +50,28 @@ def binding_available() -> bool:
     return True
 
 
-class PacketQueue:
-    """Bind a queue number; `poll()` hands each waiting packet to the callback.
+class PacketMeta:
+    """What the binding backend tells about a packet (the netlink backend passes its Packet, same fields)."""
 
-    The callback gets (payload bytes, verdict) where verdict(new_payload or
-    None, accept: bool) must be called exactly once.  `backend` says which
-    backend is in use ("netlink" or "binding"); `counters` what went wrong
-    without stopping us (netlink backend: ENOBUFS overruns, kernel errors,
-    truncated packets passed unseen).
+    __slots__ = ("indev", "outdev", "mark", "hook")
+
+    def __init__(self, indev: int = 0, outdev: int = 0, mark: Optional[int] = None, hook: Optional[int] = None):
+        self.indev = indev
+        self.outdev = outdev
+        self.mark = mark
+        self.hook = hook
+
+    def __repr__(self) -> str:
+        return "PacketMeta(indev=%d, outdev=%d, mark=%r)" % (self.indev, self.outdev, self.mark)
+
+
+class PacketQueue:
+    """Bind a queue number; `poll()` hands each waiting packet to `callback(payload, verdict, meta)`.
+
+    `backend` says which backend runs ("netlink" or "binding"), `limits`
+    what it cannot do ("" for netlink), `counters` what went wrong without
+    stopping us (netlink backend: ENOBUFS overruns, kernel errors, packets
+    passed unseen because the kernel copied them short).
     """
 
     def __init__(self, num: int, callback: Callable, backend: Optional[str] = None):
@@ -55,9 +81,15 @@ class PacketQueue:
                                    % (backend or os.environ.get(ENV), "argument" if backend else ENV,
                                       ", ".join(BACKENDS)))
         if choice == "auto":
-            choice = "binding" if binding_available() else "netlink"
+            choice = "netlink"                 # the binding cannot give fail-open or whole datagrams
         self.backend = choice
-        self._impl = _Binding(num, callback) if choice == "binding" else _Netlink(num, callback)
+        if choice == "binding":
+            self.limits = BINDING_LIMITS
+            log.warning("%s", BINDING_LIMITS)
+            self._impl = _Binding(num, callback)
+        else:
+            self.limits = ""
+            self._impl = _Netlink(num, callback)
 
     @property
     def counters(self) -> Dict[str, int]:
@@ -93,7 +125,7 @@ class _Netlink:
             log.warning("NFQUEUE %d: kernel refused the fail-open flag (%s); a backlog drops packets",
                         num, self._q.last_error)
         self._unseen = 0
-        self._reported = {"enobufs": 0, "errors": 0, "send_errors": 0}
+        self._reported = dict(self._q.counters)
         self._last_report = -REPORT_EVERY
 
     @property
@@ -105,41 +137,54 @@ class _Netlink:
 
     def poll(self) -> None:
         q = self._q
+        clock = time.monotonic
+        first = None                           # when the oldest unsent verdict was given
         for p in q.receive():
             if p.truncated:                    # never rewrite what we did not see whole
                 self._unseen += 1
                 q.verdict(p.packet_id, True)
-                continue
-            given = []
-
-            def verdict(payload, accept, _id=p.packet_id):
-                if given:
-                    raise RuntimeError("verdict given twice for queued packet %d" % _id)
-                given.append(True)
-                try:
-                    q.verdict(_id, bool(accept), payload)
-                except ValueError as e:        # a rewrite the kernel cannot take: pass the original
-                    log.warning("NFQUEUE packet %d passed unchanged: %s", _id, e)
-                    q.verdict(_id, True)
-
-            try:
-                self._callback(p.payload, verdict)
-            except Exception:                  # the rest of the batch still needs its verdicts
-                log.exception("NFQUEUE callback failed; packet %d passed unchanged", p.packet_id)
-            if not given:                      # fail open: a packet is never left held
-                q.verdict(p.packet_id, True)
+            else:
+                self._one(q, p)
+            if first is None:
+                first = clock()
+            elif clock() - first >= FLUSH_AFTER:
+                q.flush()
+                first = None
+        q.flush()
         self._report()
+
+    def _one(self, q, p) -> None:
+        given = []
+
+        def verdict(payload, accept, _id=p.packet_id):
+            if given:
+                raise RuntimeError("verdict given twice for queued packet %d" % _id)
+            given.append(True)
+            try:
+                q.verdict(_id, bool(accept), payload)
+            except ValueError as e:            # a rewrite the kernel cannot take: pass the original
+                log.warning("NFQUEUE packet %d passed unchanged: %s", _id, e)
+                q.verdict(_id, True)
+
+        try:
+            self._callback(p.payload, verdict, p)
+        except Exception:                      # the rest of the batch still needs its verdicts
+            log.exception("NFQUEUE callback failed; packet %d passed unchanged", p.packet_id)
+        if not given:                          # fail open: a packet is never left held
+            q.verdict(p.packet_id, True)
 
     def _report(self) -> None:
         """A warning when something went wrong since the last one, at most once a minute (no syslog floods)."""
-        if self._q.counters == self._reported:
+        c = self._q.counters
+        if all(c[k] == self._reported.get(k) for k in ("enobufs", "errors", "send_errors")):
             return
         now = time.monotonic()
         if now - self._last_report < REPORT_EVERY:
             return
         self._last_report = now
-        for k, n in self._q.counters.items():
-            if n != self._reported[k]:
+        for k in ("enobufs", "errors", "send_errors"):
+            n = c[k]
+            if n != self._reported.get(k):
                 self._reported[k] = n
                 if k == "enobufs":
                     log.warning("NFQUEUE backlog overran our socket %d time(s) so far: those packets passed "
@@ -158,20 +203,33 @@ class _Binding:
         try:
             from netfilterqueue import NetfilterQueue
         except ImportError:
-            raise QueueUnavailable("no NFQUEUE binding: pip install NetfilterQueue "
-                                   "(needs libnetfilter-queue-dev), or use the netlink backend") from None
+            raise QueueUnavailable("no NFQUEUE binding (pip install NetfilterQueue, needs libnetfilter-queue-dev); "
+                                   "%s=binding forced it: the netlink backend needs nothing and is the default"
+                                   % ENV) from None
         self._nfq = NetfilterQueue()
         self.counters: Dict[str, int] = {}
 
         def on_packet(pkt):
+            given = []
+
             def verdict(payload, accept):
+                if given:
+                    raise RuntimeError("verdict given twice for queued packet %d" % pkt.id)
+                given.append(True)
                 if payload is not None:
                     pkt.set_payload(payload)
                 if accept:
                     pkt.accept()
                 else:
                     pkt.drop()
-            callback(pkt.get_payload(), verdict)
+            meta = PacketMeta(getattr(pkt, "indev", 0) or 0, getattr(pkt, "outdev", 0) or 0,
+                              pkt.get_mark() or None, getattr(pkt, "hook", None))
+            try:
+                callback(pkt.get_payload(), verdict, meta)
+            except Exception:
+                log.exception("NFQUEUE callback failed; packet passed unchanged")
+            if not given:
+                pkt.accept()
 
         try:
             self._nfq.bind(num, on_packet, max_len=4096)

@@ -1,7 +1,7 @@
 """Both NFQUEUE backends through the real kernel: rewriting, passing unchanged, fail-open.
 
-The netlink backend is what runs on OpenWrt (no binding in the feed); every
-test here runs with it forced, and with the binding too when it is installed.
+The netlink backend is what runs everywhere ("auto" always picks it); every
+test here runs with it forced, and with the binding forced too when it is installed.
 """
 import os
 import re
@@ -161,10 +161,21 @@ def test_auto_takes_netlink_when_the_binding_is_missing(lab, logdir, tmp_path):
         alg.stop()
 
 
-def test_auto_prefers_the_binding_when_installed(lab, logdir):
+def test_auto_takes_netlink_even_with_the_binding_installed(lab, logdir):
+    """The binding can set neither fail-open nor a copy range past ~4 KB: "auto" never picks it."""
     need(binding_available(), "needs the NetfilterQueue binding (pip install -e .[nfqueue])")
     alg = _start(lab, logdir, "auto")
     try:
+        assert alg.status()["queue_backend"] == "netlink"
+    finally:
+        alg.stop()
+
+
+def test_forced_binding_says_what_it_cannot_do(lab, logdir):
+    need(binding_available(), "needs the NetfilterQueue binding (pip install -e .[nfqueue])")
+    alg = _start(lab, logdir, "binding")
+    try:
         assert alg.status()["queue_backend"] == "binding"
+        assert "no fail-open" in alg.log() and "4 KB" in alg.log()
     finally:
         alg.stop()
