@@ -8,8 +8,8 @@ import struct
 
 import pytest
 
-import uapi
-from wire import nest, nla, nlmsg
+from tests.support import uapi
+from tests.support.wire import nest, nla, nlmsg
 from alg.kernel import ctnetlink as ct
 
 

@@ -11,8 +11,8 @@ import struct
 
 import pytest
 
-import uapi
-from wire import HDR, nlmsg
+from tests.support import uapi
+from tests.support.wire import HDR, nlmsg
 from alg.kernel import netlink as nl
 
 

@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-import uapi
-from wire import HDR, nest, nla, nlmsg
+from tests.support import uapi
+from tests.support.wire import HDR, nest, nla, nlmsg
 from alg.kernel import nf_tables as nft
 
 NEWSETELEM, GETSETELEM, DELSETELEM = 0x0A0C, 0x0A0D, 0x0A0E      # NFNL_SUBSYS_NFTABLES (10) << 8 | op

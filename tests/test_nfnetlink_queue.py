@@ -10,8 +10,8 @@ import struct
 
 import pytest
 
-import uapi
-from wire import HDR, nlmsg
+from tests.support import uapi
+from tests.support.wire import HDR, nlmsg
 
 from alg.kernel import nfnetlink_queue as nfq
 from alg.kernel.queue import PacketQueue, QueueUnavailable, _Netlink

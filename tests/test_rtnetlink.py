@@ -8,8 +8,8 @@ of its own.
 import socket
 import struct
 
-import uapi
-from wire import nla, nlmsg
+from tests.support import uapi
+from tests.support.wire import nla, nlmsg
 
 from alg.kernel import rtnetlink as rt
 

@@ -12,8 +12,8 @@ import sys
 
 from alg.kernel.ctnetlink import Conntrack, Flow, Match, Tuple, dump_message
 
-from conftest import need
-from private_netns import in_private_netns
+from tests.support.need import need
+from tests.support.private_netns import in_private_netns
 
 LAN, WAN, FAR, STRANGER = "10.9.0.2", "192.0.2.1", "192.0.2.2", "192.0.2.3"
 SEND = "import socket,sys;s=socket.socket(2,2);s.bind((sys.argv[1],int(sys.argv[2])));s.sendto(b'x',(sys.argv[3],int(sys.argv[4])))"

@@ -14,7 +14,7 @@ import time
 from alg.kernel.nf_tables import NfTables, NfTablesMonitor
 from alg.kernel.nftables import NftTable
 
-from private_netns import in_private_netns
+from tests.support.private_netns import in_private_netns
 
 WAN_IP = "203.0.113.1"
 

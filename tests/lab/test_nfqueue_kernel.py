@@ -14,7 +14,7 @@ import time
 from alg.kernel.queue import PacketQueue
 from alg.packet import parse_udp, with_payload
 
-from private_netns import in_private_netns
+from tests.support.private_netns import in_private_netns
 
 QUEUE = 5
 PORT = 9999

@@ -6,7 +6,7 @@ import time
 
 from alg.kernel.rtnetlink import Rtnl, RtnlMonitor
 
-from private_netns import in_private_netns
+from tests.support.private_netns import in_private_netns
 
 
 def ip(*args):

@@ -14,10 +14,10 @@ import sys
 
 import pytest
 
-from conftest import need
+from tests.support import ROOT
+from tests.support.need import need
 
 ENV = "SIPALG_PRIVATE_NETNS"
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def inside() -> bool:
