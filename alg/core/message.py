@@ -89,21 +89,22 @@ class Message:
                 raws[i] = objs[i].raw[:-1]
         return b"".join((self.start_line, b"\n".join(raws), b"\n", self.blank, self.body))
 
+    def _index(self, key):
+        """Where the first header named key is, or -1."""
+        names = self.names
+        return names.index(key) if key in names else -1
+
     def get(self, key):
         """The first header named key (canonical lower-case name), or None."""
-        try:
-            i = self.names.index(key)
-        except ValueError:
-            return None
-        return self.header_at(i)
+        i = self._index(key)
+        return None if i < 0 else self.header_at(i)
 
     def value(self, key):
         """The first header named key's value, stripped of white space; None if absent.
 
         Reads the line without making a Header of it."""
-        try:
-            i = self.names.index(key)
-        except ValueError:
+        i = self._index(key)
+        if i < 0:
             return None
         h = self._objs.get(i)
         if h is not None:
@@ -121,9 +122,8 @@ class Message:
     def field(self, key):
         """(raw, vstart, vend) of the first header named key, or None: its bytes
         (line end included) and where its value sits, without making a Header."""
-        try:
-            i = self.names.index(key)
-        except ValueError:
+        i = self._index(key)
+        if i < 0:
             return None
         h = self._objs.get(i)
         if h is not None:
