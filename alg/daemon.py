@@ -1,15 +1,17 @@
 """`sipalg run`: the ALG on a router, in the foreground.
 
-The shell around the pure engine: NFQUEUE in, verdicts out, the engine's
-actions carried out in the kernel (one nft transaction per packet at most)
-before the verdict, timers driven from a monotonic clock, the WAN address
-followed as it changes, state written for `sipalg status`.
+The shell around the pure engine: NFQUEUE in (its direction from the
+interfaces the packet crosses), verdicts out, the engine's actions carried
+out in the kernel (one netlink batch of elements per packet at most, and
+the conntrack entries they make stale deleted) before the verdict, timers
+driven from a monotonic clock, the WAN address and our table followed as
+the kernel reports changes, state written for `sipalg status`.  Nothing
+here starts a process per packet.
 """
 
 from __future__ import annotations
 
 import argparse
-import fcntl
 import json
 import logging
 import logging.handlers
@@ -17,25 +19,24 @@ import os
 import select
 import signal
 import socket
-import struct
-import subprocess
 import sys
 import time
-from typing import List, Optional
+from typing import Dict, Optional
 
 from alg.core import actions as A
 from alg.core import events as E
-from alg.core.addr import Network, norm_ip
-from alg.core.config import Config
+from alg.core.addr import norm_ip
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import options
-from alg.leds import LedConfig, StatusLeds
+from alg.leds import StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
+from alg.site import Site
 
 log = logging.getLogger("sipalg")
 
 # What a router user reads at info level: one line per registration, call and refusal.
 INFO_EVENTS = (E.Registered, E.Deregistered, E.CallStarted, E.CallEnded, E.Refused)
+REFUSAL_LOG_EVERY = 10.0        # seconds between two info lines for one refusal reason
 
 SO_MARK = 36
 
@@ -60,71 +61,6 @@ def flags_of(args: argparse.Namespace) -> dict:
     return {o.attr: getattr(args, o.attr, None) for o in options.OPTIONS if o.flag}
 
 
-class Site:
-    """What the settings name on this router, looked up: devices, LAN prefixes, LEDs,
-    and the engine's Config.  Made anew on each reload, so a bad value (or a
-    device that isn't there) leaves the running one in place."""
-
-    def __init__(self, s: options.Settings, wan_ip: Optional[str]):
-        self.settings = s
-        self.wan_if = resolve_device(s.wan_if, "sipalg.main.wan_if")
-        self.lan_if = resolve_device(s.lan_if, "sipalg.main.lan_if")
-        lan_nets = s.lan_net or iface_networks(self.lan_if)
-        if not lan_nets:
-            raise options.OptionError("LAN interface %s has no IPv4 network: set sipalg.main.lan_net"
-                                      % self.lan_if)
-        self.lan_nets = [Network(n) for n in lan_nets]
-        self.leds = LedConfig.from_settings(s)
-        self.config = Config(wan_ip=wan_ip, lan_nets=lan_nets, sip_ports=s.sip_port, rtp_ports=s.rtp_ports,
-                             answer_keepalives=s.answer_keepalives)
-
-
-def iface_ipv4(ifname: str) -> Optional[str]:
-    """The interface's IPv4 address (SIOCGIFADDR), or None when it has none yet."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        res = fcntl.ioctl(s.fileno(), 0x8915, struct.pack("256s", ifname.encode()[:15]))
-        return socket.inet_ntoa(res[20:24])
-    except OSError:
-        return None
-    finally:
-        s.close()
-
-
-def iface_networks(ifname: str) -> List[str]:
-    """The interface's IPv4 network (address and netmask by ioctl: no `ip -j` on a small router)."""
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        req = struct.pack("256s", ifname.encode()[:15])
-        addr = fcntl.ioctl(s.fileno(), 0x8915, req)[20:24]           # SIOCGIFADDR
-        mask = fcntl.ioctl(s.fileno(), 0x891B, req)[20:24]           # SIOCGIFNETMASK
-    except OSError:
-        return []
-    finally:
-        s.close()
-    prefix = bin(int.from_bytes(mask, "big")).count("1")
-    net = bytes(a & m for a, m in zip(addr, mask))
-    return ["%s/%d" % (socket.inet_ntoa(net), prefix)]
-
-
-def resolve_device(name: str, key: str) -> str:
-    """A device name as given, or the device behind an OpenWrt logical interface ('wan' -> 'eth1')."""
-    if os.path.exists("/sys/class/net/%s" % name):
-        return name
-    try:
-        r = subprocess.run(["ubus", "call", "network.interface.%s" % name, "status"], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        r = None
-    if r is not None and r.returncode == 0:
-        st = json.loads(r.stdout)
-        dev = st.get("l3_device") or st.get("device")
-        if dev:
-            return dev
-    raise options.OptionError("%s: %r is neither a network device nor an OpenWrt interface "
-                              "(ubus network.interface.%s)" % (key, name, name))
-
-
 def setup_logging(level: str) -> None:
     root = logging.getLogger("sipalg")
     root.handlers[:] = []
@@ -143,18 +79,25 @@ def setup_logging(level: str) -> None:
 
 class Daemon:
     def __init__(self, settings: options.Settings, flags: Optional[dict] = None):
+        from alg.kernel.hygiene import Hygiene
         from alg.kernel.nftables import NftTable, LOCAL_MARK
+        from alg.kernel.nf_tables import NfTablesMonitor
+        from alg.kernel.rtnetlink import Rtnl, RtnlMonitor
         self.flags = flags or {}
         self.clock = time.monotonic
-        site = Site(settings, None)
-        self.wan_ip = iface_ipv4(site.wan_if)
+        self.rtnl = Rtnl()
+        site = Site(settings, self.rtnl)
+        self.wan_ip = self.rtnl.ipv4(site.wan_if)
         site.config.wan_ip = self.wan_ip
         self.site = site
         self.s = settings
-        self.lan_nets = site.lan_nets
         self.engine = Engine(site.config)
-        self.table = NftTable(site.wan_if, site.lan_if, self.wan_ip, settings.sip_port,
-                              settings.queue_num, name=settings.table)
+        self.table = NftTable(site.wan_if, site.lan_ifs, self.wan_ip, settings.sip_port,
+                              settings.queue_num, name=settings.table, inbound_sip=settings.inbound_sip,
+                              sip_peers=settings.sip_peer)
+        self.hygiene = Hygiene()
+        self.rtmon = RtnlMonitor()
+        self.nftmon = NfTablesMonitor("ip", settings.table)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, LOCAL_MARK)
         self.stop = False
@@ -162,8 +105,13 @@ class Daemon:
         self.started = time.time()
         self.nft_failures = 0
         # media_queued: datagrams on a media binding's port that reached us; the
-        # queue rules only take SIP, so this must stay 0 (tests check it)
-        self.counters = {"sent": 0, "not_udp": 0, "media_queued": 0}
+        # queue rules only take SIP, so this must stay 0 (tests check it).
+        # not_crossing: queued but neither LAN->WAN nor WAN->LAN by its interfaces.
+        self.counters = {"sent": 0, "not_udp": 0, "media_queued": 0, "not_crossing": 0}
+        self.refused: Dict[str, int] = {}          # refusal reason -> how many
+        self._refusal_logged: Dict[str, float] = {}
+        self._refusal_quiet: Dict[str, int] = {}
+        self._ports_due = 0.0                      # when to read the router's own ports again
         self.queue = None
         self.leds = StatusLeds(site.leds)
 
@@ -172,6 +120,7 @@ class Daemon:
     def start(self) -> None:
         from alg.kernel.queue import PacketQueue
         now = self.clock()
+        self._read_router_ports(now)
         kept = self.table.install(keep_elements=True)
         for b in kept:
             b.expires = now + b.expires
@@ -186,16 +135,18 @@ class Daemon:
         os.makedirs(self.s.state_dir, exist_ok=True)
         self.leds.start()
         log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
-                 self.site.wan_if, self.wan_ip or "no address yet", ",".join(n.text for n in self.lan_nets),
-                 ",".join(map(str, self.s.sip_port)), self.s.rtp_ports[0], self.s.rtp_ports[1],
-                 self.s.queue_num, "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE",
-                 self.queue.backend)
+                 self.site.wan_if, self.wan_ip or "no address yet",
+                 ",".join(n.text for n in self.site.lan_nets), ",".join(map(str, self.s.sip_port)),
+                 self.s.rtp_ports[0], self.s.rtp_ports[1], self.s.queue_num,
+                 "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE", self.queue.backend)
 
     def shutdown(self) -> None:
         self.leds.stop()
         if self.queue is not None:
             self.queue.close()
         self.table.remove()
+        for closing in (self.hygiene, self.rtmon, self.nftmon, self.rtnl):
+            closing.close()
         self._remove_status()
         log.info("stopped; table %s and queue rules removed", self.s.table)
 
@@ -208,22 +159,27 @@ class Daemon:
                 deadline = self.engine.next_deadline()
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
                 try:
-                    ready, _, _ = select.select([self.queue], [], [], wait)
+                    ready, _, _ = select.select([self.queue, self.rtmon, self.nftmon], [], [], wait)
                 except InterruptedError:
                     ready = []
-                if ready:
+                if self.queue in ready:
                     self.queue.poll()
                     self.leds.refresh(self.engine, self.clock())
+                if self.rtmon in ready:
+                    self._links_changed(self.rtmon.read())
+                if self.nftmon in ready:
+                    self._ruleset_changed(self.nftmon.read())
                 now = self.clock()
                 out = self.engine.expire(now)
                 if out.actions:
                     self._carry_out(out.actions, now)
                 self._log_events(out.events, "expired: ")
+                if now >= self._ports_due:
+                    self._read_router_ports(now)
                 if now - last_tick >= 1.0:
                     last_tick = now
-                    wan_ip = self._follow_wan(now)
                     self.write_status(now)
-                    self.leds.update(self.engine, wan_ip, self.nft_failures, now)
+                    self.leds.update(self.engine, self.wan_ip, self.nft_failures, now)
                 if self.reload:
                     self.reload = False
                     self._reload()
@@ -237,7 +193,7 @@ class Daemon:
         from alg.kernel.queue import PacketQueue, QueueUnavailable
         try:
             s = options.read(self.s.config_path, self.flags)
-            site = Site(s, self.wan_ip)
+            site = Site(s, self.rtnl, self.wan_ip)
         except (ValueError, OSError) as e:              # OptionError, UciError: both name the option
             log.error("reload failed, keeping the old config: %s", e)
             return
@@ -252,22 +208,26 @@ class Daemon:
         now = self.clock()
         setup_logging(s.log_level)
         self.engine.configure(site.config)
-        self.lan_nets = site.lan_nets
         self.leds = self.leds.reconfigure(site.leds)
         if s.state_dir != self.s.state_dir:
             os.makedirs(s.state_dir, exist_ok=True)
             self._remove_status()
         rebuild = [o.name for o in changed if o.reload == options.REBUILD]
-        if (site.wan_if, site.lan_if) != (self.site.wan_if, self.site.lan_if):
-            rebuild.append("devices %s/%s" % (site.wan_if, site.lan_if))
+        if (site.wan_if, site.lan_ifs) != (self.site.wan_if, self.site.lan_ifs):
+            rebuild.append("devices %s/%s" % (site.wan_if, ",".join(site.lan_ifs)))
+        moved_wan = site.wan_if != self.site.wan_if
         self.s, self.site = s, site
         why = ", ".join(rebuild) if rebuild else None if self.table.present() else "it was gone (fw4 flush?)"
         if why:
-            self.table.reconfigure(site.wan_if, site.lan_if, s.sip_port, s.queue_num, self.engine.bindings(), now)
+            self.table.reconfigure(site.wan_if, site.lan_ifs, s.sip_port, s.queue_num, self.engine.bindings(), now,
+                                   inbound_sip=s.inbound_sip, sip_peers=s.sip_peer)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
+        if moved_wan:
+            self._follow_wan(now)
         if queue is not None:
             old, self.queue = self.queue, queue
             old.close()
+        self._read_router_ports(now)
         self._kernel_helper_off()
         log.info("config reloaded%s (live calls kept)",
                  (": " + ", ".join(o.key for o in changed)) if changed else ", nothing changed")
@@ -278,9 +238,33 @@ class Daemon:
             for what in disable_sip_helper():
                 log.info("kernel SIP helper: %s", what)
 
+    # -- what the kernel says changed
+
+    def _links_changed(self, events) -> None:
+        """rtnetlink: an address or link changed; the WAN address is followed at once."""
+        if any(e.kind in ("newlink", "dellink", "overrun") for e in events):
+            self.site.indexes(self.rtnl)
+        if events:
+            self._follow_wan(self.clock())
+
+    def _ruleset_changed(self, events) -> None:
+        """nf_tables: our table gone means re-install it; another table changed, its port forwards may have."""
+        if self.nftmon.removed(events) and not self.table.present():
+            now = self.clock()
+            self.table.rebuild(self.engine.bindings(), now)
+            log.warning("table %s was removed from the kernel: re-installed with %d bindings",
+                        self.s.table, len(self.engine.bindings()))
+        if any(e.table != self.s.table for e in events):
+            self._ports_due = min(self._ports_due, self.clock() + 2.0)      # debounced: fw4 makes many
+
+    def _read_router_ports(self, now: float) -> None:
+        from alg.kernel.router_ports import router_ports
+        self.engine.reserve_wan_ports(router_ports(self.wan_ip, self.s.table))
+        self._ports_due = now + 30.0
+
     def _follow_wan(self, now: float) -> Optional[str]:
         """Returns the WAN address now (None while it has none; self.wan_ip keeps the last one)."""
-        ip = iface_ipv4(self.site.wan_if)
+        ip = self.rtnl.ipv4(self.site.wan_if)
         if ip is None or ip == self.wan_ip:
             return ip
         log.info("WAN address %s -> %s: moving %d bindings", self.wan_ip, ip, len(self.engine.bindings()))
@@ -288,9 +272,8 @@ class Daemon:
         self.engine.set_wan_ip(ip)
         self.table.set_wan_ip(ip, self.engine.bindings(), now)
         if old:
-            # flows NATed to the old address would keep it: let them start afresh
-            subprocess.run(["conntrack", "-D", "-p", "udp", "--reply-dst", old],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            self.hygiene.renumbered(old)
+        self._read_router_ports(now)
         return ip
 
     # -- packets
@@ -303,16 +286,30 @@ class Daemon:
             log.exception("internal error; packet passed unchanged")
             verdict(None, True)
 
+    def direction(self, meta) -> Optional[str]:
+        """LAN->WAN or WAN->LAN from the interfaces the packet crosses (never from its addresses)."""
+        site = self.site
+        indev = getattr(meta, "indev", 0)
+        if indev and indev == site.wan_index:
+            return IN
+        if indev in site.lan_indexes and getattr(meta, "outdev", 0) == site.wan_index:
+            return OUT
+        return None
+
     def _on_packet(self, packet: bytes, verdict, meta=None) -> None:
         d = parse_udp(packet)
         if d is None:
             self.counters["not_udp"] += 1
             verdict(None, True)
             return
+        direction = self.direction(meta)
+        if direction is None:
+            self.counters["not_crossing"] += 1
+            verdict(None, True)
+            return
         now = self.clock()
         src = (norm_ip(d.src) or d.src, d.sport)
         dst = (norm_ip(d.dst) or d.dst, d.dport)
-        direction = OUT if any(src[0] in n for n in self.lan_nets) else IN
         b = self.engine.lookup_lan(src) if direction == OUT else self.engine.lookup_wan(dst[1])
         if b is not None and b.kind != "sip":
             self.counters["media_queued"] += 1
@@ -332,18 +329,33 @@ class Daemon:
             verdict(None, True)
 
     def _log_events(self, events, prefix: str = "") -> None:
-        """Registrations, calls and refusals at info; bindings, pinholes and keep-alives at debug."""
+        """Registrations, calls and refusals at info (refusals at most one line per reason
+        every REFUSAL_LOG_EVERY seconds); bindings, pinholes and keep-alives at debug."""
         for ev in events:
-            if isinstance(ev, INFO_EVENTS):
+            if isinstance(ev, E.Refused):
+                self._refusal(ev, prefix)
+            elif isinstance(ev, INFO_EVENTS):
                 log.info("%s%s", prefix, ev.describe())
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug("%s%s", prefix, ev.describe())
+
+    def _refusal(self, ev, prefix: str) -> None:
+        why = ev.reason
+        self.refused[why] = self.refused.get(why, 0) + 1
+        now = self.clock()
+        if now - self._refusal_logged.get(why, -REFUSAL_LOG_EVERY) < REFUSAL_LOG_EVERY:
+            self._refusal_quiet[why] = self._refusal_quiet.get(why, 0) + 1
+            return
+        quiet = self._refusal_quiet.pop(why, 0)
+        self._refusal_logged[why] = now
+        log.info("%s%s%s", prefix, ev.describe(), " (and %d more since the last such line)" % quiet if quiet else "")
 
     def _carry_out(self, actions, now: float) -> None:
         failed = self.table.apply(actions, now)
         if failed:
             self.nft_failures += failed
             log.debug("nft: %d element operations failed, last: %s", failed, self.table.last_failure)
+        self.hygiene.apply(actions, self.wan_ip)
         for a in actions:
             if a.kind == A.SEND:
                 try:
@@ -368,7 +380,9 @@ class Daemon:
             "leds": self.leds.describe(),
             "queue_backend": self.queue.backend if self.queue else None,
             "queue_counters": dict(self.queue.counters) if self.queue else {},
-            "counters": dict(e.counters, nft_failures=self.nft_failures, **self.counters),
+            "counters": dict(e.counters, nft_failures=self.nft_failures, conntrack_deleted=self.hygiene.deleted,
+                             **self.counters),
+            "refused": dict(self.refused),
             "registrations": [{"aor": r.aor.decode(errors="replace"), "lan": "%s:%d" % r.lan,
                                "wan": "%s:%d" % r.wan, "expires_in": left(r.expires_at)}
                               for r in e.registrations.all()],

@@ -16,7 +16,7 @@ from alg.core.bindings import Binding
 from alg.kernel.nftables import NftTable
 from alg.kernel.nftjson import table_elements
 t = NftTable("wan0", "br0", "203.0.113.1", [5060], use_nft_queue=False)
-t.rebuild([Binding(("10.0.0.2", 5060), ("203.0.113.1", 5060), "sip", 600.0),
+t.rebuild([Binding(("10.0.0.2", 5060), ("203.0.113.1", 5060), "sip", 600.0, None, ("203.0.113.10",)),
            Binding(("10.0.0.2", 6000), ("203.0.113.1", 6000), "rtp", 600.0, ("203.0.113.10", 20000))], 0.0)
 listed = subprocess.run(["nft", "-j", "list", "table", "ip", "sipalg"], stdout=subprocess.PIPE, check=True).stdout
 print(json.dumps({"elements": table_elements(listed),
@@ -33,10 +33,11 @@ def test_table_elements_reads_the_daemons_table_as_nft_lists_it():
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     el = got["elements"]
-    assert sorted(el) == ["lan2wan", "media2lan", "media_open", "media_peer", "sip2lan", "sip_ports",
-                          "sip_wanports"]
+    assert sorted(el) == ["lan2wan", "media2lan", "media_open", "media_peer", "sip2lan", "sip_peer", "sip_peer_any",
+                          "sip_ports", "sip_wanports"]
     assert el["sip_ports"] == [5060] and el["media_open"] == []          # a set without elements: []
     assert len(el["lan2wan"]) == 2 and len(el["sip2lan"]) == 1 and len(el["media2lan"]) == 1
     assert el["media_peer"][0]["elem"]["val"] == {"concat": [6000, "203.0.113.10"]}
+    assert el["sip_peer"][0]["elem"]["val"] == {"concat": [5060, "203.0.113.10"]}
     assert got["restored"] == [[["10.0.0.2", 5060], ["203.0.113.1", 5060], "sip", None],
                                [["10.0.0.2", 6000], ["203.0.113.1", 6000], "rtp", "203.0.113.10"]]

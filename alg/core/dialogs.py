@@ -14,7 +14,8 @@ from .headers import param_span
 from .multipart import find_sdp_part
 from .sdp import parse_sdp
 from .events import CallStarted, CallAnswered, CallEnded, Refused
-from .policy import NO_FREE_PORT
+from .policy import NO_FREE_PORT, HOST_CALLS, CALLS, SDP_MEDIA, BINDINGS
+from .result import refuse
 from .call_states import (EARLY, CONFIRMED, ENDED, ANSWERED, REJECTED, CANCELLED, HUNG_UP,
                           REFRESHED, EXPIRED, next_state)
 
@@ -108,6 +109,10 @@ class Dialogs:
         self.table = table
         self.timers = timers
         self._calls = {}        # (call_id, lan ip) -> Call
+        self._per_host = {}     # lan ip -> number of calls
+
+    def host_calls(self, ip):
+        return self._per_host.get(ip, 0)
 
     def __len__(self):
         return len(self._calls)
@@ -127,30 +132,41 @@ class Dialogs:
     def invite(self, msg, ctx):
         call_id = msg.call_id()
         if call_id is None:
-            return
+            return None
         call = self._calls.get((call_id, ctx.phone))
-        if call is None:
-            if to_tag(msg):
-                return            # a re-INVITE for a call we never saw: leave it be
-            call = Call(call_id, ctx.phone, ctx.from_lan, msg.cseq()[0])
-            self._calls[call.key()] = call
-            self._deadline(call, ctx)
-            ctx.events.append(CallStarted(call_id, ctx.phone, ctx.from_lan))
-        else:
+        if call is not None:
             self._trigger(call, REFRESHED, ctx)
-        self._sdp(call, msg, ctx)
+            return self._sdp(call, msg, ctx)
+        if to_tag(msg):
+            return None           # a re-INVITE for a call we never saw: leave it be
+        if self._per_host.get(ctx.phone, 0) >= self.policy.limit("limit_host_calls"):
+            return refuse(ctx, "call", ctx.binding.lan, HOST_CALLS)
+        if len(self._calls) >= self.policy.limit("limit_calls"):
+            return refuse(ctx, "call", ctx.binding.lan, CALLS)
+        call = Call(call_id, ctx.phone, ctx.from_lan, msg.cseq()[0])
+        self._calls[call.key()] = call
+        self._per_host[ctx.phone] = self._per_host.get(ctx.phone, 0) + 1
+        self._deadline(call, ctx)
+        at = len(ctx.events)
+        res = self._sdp(call, msg, ctx)
+        if res is not None:                  # its SDP was refused: the call was never here
+            self._release_legs(call, ctx.now, ctx)
+            self._forget(call)
+            return res
+        ctx.events.insert(at, CallStarted(call_id, ctx.phone, ctx.from_lan))
+        return None
 
     def update(self, msg, ctx):
         call = self._call(msg, ctx)
-        if call is not None:
-            self._trigger(call, REFRESHED, ctx)
-            self._sdp(call, msg, ctx)
+        if call is None:
+            return None
+        self._trigger(call, REFRESHED, ctx)
+        return self._sdp(call, msg, ctx)
 
     def offer_answer(self, msg, ctx):
         """ACK and PRACK requests, UPDATE and PRACK responses: only their SDP matters."""
         call = self._call(msg, ctx)
-        if call is not None:
-            self._sdp(call, msg, ctx)
+        return None if call is None else self._sdp(call, msg, ctx)
 
     def bye(self, msg, ctx):
         call = self._call(msg, ctx)
@@ -165,18 +181,18 @@ class Dialogs:
     def invite_response(self, msg, ctx):
         call = self._call(msg, ctx)
         if call is None:
-            return
+            return None
         status = msg.status
         if status >= 300:
             if msg.cseq()[0] == call.invite_cseq:
                 self._trigger(call, REJECTED, ctx)
-            return
+            return None
         if status >= 200:
             tag = to_tag(msg)
             if tag not in call.tags:
                 call.tags.append(tag)
             self._trigger(call, ANSWERED, ctx)
-        self._sdp(call, msg, ctx)
+        return self._sdp(call, msg, ctx)
 
     # -- timers
 
@@ -213,11 +229,23 @@ class Dialogs:
                 if table.lookup_lan(b.lan) is b:
                     table.hold(b, owner, deadline, ctx.now, ctx)
 
+    def _forget(self, call):
+        key = call.key()
+        if self._calls.pop(key, None) is not None:
+            n = self._per_host.get(call.phone, 1) - 1
+            if n > 0:
+                self._per_host[call.phone] = n
+            else:
+                self._per_host.pop(call.phone, None)
+        self.timers.cancel((EXPIRY, key))
+
     def end(self, call, why, now, out):
         """End a call now (what a BYE does; its trigger text is why)."""
-        key = call.key()
-        self._calls.pop(key, None)
-        self.timers.cancel((EXPIRY, key))
+        self._forget(call)
+        self._release_legs(call, now, out)
+        out.events.append(CallEnded(call.call_id, call.phone, why))
+
+    def _release_legs(self, call, now, out):
         legs = call.legs
         if legs:
             owner = call.owner()
@@ -225,34 +253,45 @@ class Dialogs:
                 leg = legs.pop(i)
                 self.table.release(leg.rtp.lan, owner, now, out)
                 self.table.release(leg.rtcp.lan, owner, now, out)
-        out.events.append(CallEnded(call.call_id, call.phone, why))
 
     # -- media
 
     def _sdp(self, call, msg, ctx):
+        """Bind (LAN) or admit (WAN) the message's media; a Result when a cap refuses it."""
         span = sdp_span(msg)
         if span is None:
-            return
+            return None
         s, e = span
         try:
             sdp = parse_sdp(msg.body[s:e])
         except ValueError:
-            return
-        if ctx.from_lan:
-            new = self._lan_sdp(call, sdp, msg.body[s:e], ctx)
-            if new is not None:
-                msg.body = msg.body[:s] + new + msg.body[e:]
-                msg.set_content_length()
-        else:
+            return None
+        if not ctx.from_lan:
             self._remote_sdp(call, sdp, ctx)
+            return None
+        new = self._lan_sdp(call, sdp, msg.body[s:e], ctx)
+        if type(new) is not bytes:
+            return new
+        if new != msg.body[s:e]:
+            msg.body = msg.body[:s] + new + msg.body[e:]
+            msg.set_content_length()
+        return None
 
     def _lan_sdp(self, call, sdp, body, ctx):
-        """Bind the LAN device's media ports and rewrite its SDP to the WAN."""
+        """Bind the LAN device's media ports and rewrite its SDP to the WAN: the new body,
+        or a Result when a cap refuses the message."""
         lan_ip = call.phone
         port_map = {}
         deadline = call.deadline
         table = self.table
         owner = call.owner()
+        policy = self.policy
+        own = 0
+        for m in sdp.media:
+            if m.port and m.conn is not None and norm_ip(m.conn) == lan_ip:
+                own += 1
+        if own > policy.limit("limit_sdp_media"):
+            return refuse(ctx, "media", (lan_ip, sdp.media[0].port), SDP_MEDIA)
         ours = norm_ip(sdp.origin_addr) == lan_ip if sdp.origin_addr else False
         for i in range(len(sdp.media)):
             m = sdp.media[i]
@@ -270,16 +309,21 @@ class Dialogs:
                 self._drop_leg(call, i, ctx)
                 leg = None
             if leg is None:
-                why = self.policy.media_refusal(m.port, rtcp_port)
+                why = policy.media_refusal(m.port, rtcp_port) or policy.port_refusal(m.port) \
+                    or policy.port_refusal(rtcp_port)
                 pair = None if why else table.bind_media(lan_ip, m.port, rtcp_port, deadline)
                 if pair is None:
+                    if why is None and len(table) + 2 > policy.limit("limit_bindings"):
+                        return refuse(ctx, "media", (lan_ip, m.port), BINDINGS)
                     ctx.events.append(Refused("media", (lan_ip, m.port), why or NO_FREE_PORT))
                     ctx.notes.append(("m=%s %d not bound: %s", m.media, m.port, why or NO_FREE_PORT))
                     continue
                 leg = MediaLeg(m.port, rtcp_port, pair[0], pair[1])
                 call.legs[i] = leg
                 remote = call.remote.get(i)
-                for b, r in ((leg.rtp, remote[0] if remote else None), (leg.rtcp, remote[1] if remote else None)):
+                unknown = policy.unknown_far_end()
+                for b, r in ((leg.rtp, remote[0] if remote else unknown),
+                             (leg.rtcp, remote[1] if remote else unknown)):
                     # a binding nobody holds yet is new to the kernel: it opens already narrowed
                     fresh = not table.held(b)
                     if fresh:
@@ -291,23 +335,26 @@ class Dialogs:
             port_map[leg.lan_rtcp] = leg.rtcp.wan[1]
             ctx.notes.append(("m=%s %d -> %d", m.media, m.port, leg.rtp.wan[1]))
         if not ours:
-            return None
+            return body
         new = sdp.rewrite(body, lan_ip.encode(), ctx.wan_ip.encode(), port_map)
         if new != body:
             ctx.notes.append(("SDP %s -> %s", lan_ip, ctx.wan_ip))
-            return new
-        return None
+        return new
 
     def _remote_sdp(self, call, sdp, ctx):
-        """Note where the far end sends media from, and narrow the pinholes to it."""
+        """Note where the far end sends media from, and narrow the pinholes to it (or to
+        the signalling peer where the SDP's address can't be the sender: policy.py)."""
         remote = remote_media(sdp, norm_ip)
         table = self.table
+        peer = ctx.remote[0]
+        source = self.policy.media_source
         for i in remote:
-            call.remote[i] = remote[i]
+            rtp, rtcp = remote[i]
+            call.remote[i] = (source(rtp, peer), source(rtcp, peer))
             leg = call.legs.get(i)
             if leg is None:
                 continue
-            for b, r in ((leg.rtp, remote[i][0]), (leg.rtcp, remote[i][1])):
+            for b, r in ((leg.rtp, call.remote[i][0]), (leg.rtcp, call.remote[i][1])):
                 if table.admit(b, r, ctx):
                     ctx.notes.append(("pinhole %d <- %s:%d", b.wan[1], r[0], r[1]))
 

@@ -26,19 +26,20 @@ from .result import (OUT, IN, REWRITTEN, UNCHANGED, MALFORMED, KEEPALIVE, STATUS
                      Outcome, Result)
 from .actions import Action, SEND
 from .addr import norm_ip
-from .bindings import BindingTable, SIP, IDLE, EXPIRY as BINDING_EXPIRY
+from .bindings import BindingTable, SIP, IDLE, EXPIRY as BINDING_EXPIRY, REST as PORT_REST
 from .timers import Timers
 from .message import parse_message, MalformedMessage
 from .keepalive import classify, options_answer, PING, PONG, STUN, PONG_BYTES
 from .via import top_via, rewrite_sent_by, replace_sent_by, restore_received_rport
-from .nameaddr import map_header_uris, map_uri_span
+from .nameaddr import map_header_uris, map_uri_span, contacts
 from .uri import splice
 from .policy import Policy
 from .mapping import AddressMap, signalling_binding
 from .transactions import Transactions, EXPIRY as TRANSACTION_EXPIRY
 from .registrations import Registrations, PENDING, EXPIRY as REGISTRATION_EXPIRY
 from .dialogs import Dialogs, to_tag, EXPIRY as CALL_EXPIRY
-from .events import KeepaliveAnswered, Malformed
+from .events import KeepaliveAnswered, Malformed, Refused
+from .policy import PEERS, SPOOFED
 
 __all__ = ("Engine", "OUT", "IN", "ACCEPT", "DROP", "STATUSES", "Result", "Outcome")
 
@@ -50,7 +51,7 @@ class _Ctx:
     """One message's scratch: who it is about, and what changed and why."""
 
     __slots__ = ("now", "from_lan", "phone", "remote", "wan_ip", "binding", "map", "payload",
-                 "actions", "events", "notes", "snat", "dnat")
+                 "actions", "events", "notes", "snat", "dnat", "bound", "txn")
 
     def __init__(self, now, from_lan, phone, remote, wan_ip, payload):
         self.now = now
@@ -66,6 +67,8 @@ class _Ctx:
         self.notes = []
         self.snat = None
         self.dnat = None
+        self.bound = []             # the signalling bindings this message used (their peers grow)
+        self.txn = None             # (branch, sent-by) to remember once the message is through
 
 
 class Engine:
@@ -74,8 +77,8 @@ class Engine:
         self.policy = Policy(config)
         self.wan_ip = norm_ip(config.wan_ip) if config.wan_ip else None
         self.timers = Timers()
-        self.table = BindingTable(self.wan_ip, config.rtp_ports, config.sip_ports, self.timers)
-        self.transactions = Transactions(self.timers)
+        self.table = BindingTable(self.wan_ip, config.rtp_ports, config.sip_ports, self.timers, config)
+        self.transactions = Transactions(self.timers, config)
         self.registrations = Registrations(self.policy, self.table, self.timers)
         self.dialogs = Dialogs(self.policy, self.table, self.timers)
         self.counters = {"queued": 0, "keepalives_answered": 0}
@@ -99,6 +102,7 @@ class Engine:
         # timer kind -> what expires (timers.py keys are (kind, key))
         self.expiry = {
             BINDING_EXPIRY: self.table.expire,
+            PORT_REST: self.table.rested,
             TRANSACTION_EXPIRY: self.transactions.expire,
             PENDING: regs.expire_pending,
             REGISTRATION_EXPIRY: regs.expire,
@@ -142,7 +146,12 @@ class Engine:
         calls stay as they are; the new rules apply from the next message on."""
         self.config.update(config)
         self.policy.configure(self.config)
-        self.table.configure(self.config.rtp_ports, self.config.sip_ports)
+        self.table.configure(self.config.rtp_ports, self.config.sip_ports, self.config)
+
+    def reserve_wan_ports(self, ports):
+        """The WAN ports the router itself uses (its listeners, port forwards, other
+        DNATs), as the shell reads them: no new binding or pinhole takes one."""
+        self.table.reserve_wan_ports(ports)
 
     def bindings(self):
         return self.table.all()
@@ -190,6 +199,8 @@ class Engine:
         return self._finish(msg, payload, ctx)
 
     def _finish(self, msg, payload, ctx):
+        if ctx.txn is not None:
+            self.transactions.remember(ctx.txn[0], ctx.txn[1], ctx.phone, self.policy.transaction_until(ctx.now))
         out = msg.to_bytes()
         if out == payload:
             res = Result(None, ACCEPT, ctx.actions, UNCHANGED, "nothing of the sender's to rewrite",
@@ -226,7 +237,7 @@ class Engine:
                     rewrite_sent_by(via, mapped[0], mapped[1], maddr_from=lan_ip)
                     branch = via.branch()
                     if branch:
-                        self.transactions.remember(branch, before, self.policy.transaction_until(now))
+                        ctx.txn = (branch, before)
                     ctx.notes.append(("Via %s -> %s", before, via.sent_by_bytes()))
         n = 0
         # IPv4 text is canonical, so a header without the sender's address
@@ -244,7 +255,26 @@ class Engine:
                 ctx.notes.append(("%s %s", h.name, lan_ip))
         if n:
             ctx.notes.append(("Contact x%d", n))
+        self._admit_peers(msg, ctx, ctx.remote[0])
         return ctx
+
+    def _admit_peers(self, msg, ctx, peer):
+        """The far end this message goes to (OUT) and the proxies its Record-Route and
+        Path name may start flows through the bindings it used."""
+        table = self.table
+        wan_ip = self.wan_ip
+        hosts = [peer] if peer is not None else []
+        for key in (b"record-route", b"path"):
+            for h in msg.get_all(key):
+                for ip, port, exp in contacts(h):
+                    if ip is not None and ip != "*" and ip != wan_ip and not self.policy.on_lan(ip):
+                        hosts.append(ip)
+        bound = ctx.bound if ctx.from_lan else [ctx.binding]
+        for b in bound:
+            for ip in hosts:
+                if not table.add_peer(b, ip, ctx):
+                    ctx.events.append(Refused("peer", b.lan, PEERS))
+                    break
 
     # -------------------------------------------------------------- inbound
 
@@ -252,6 +282,8 @@ class Engine:
         binding = self.table.lookup_wan(dst[1])
         if binding is None or binding.kind != SIP:
             return Result(status=UNCHANGED, reason="no binding for WAN port %d" % dst[1])
+        if self.policy.spoofed(norm_ip(src[0]) or src[0], self.wan_ip):
+            return _spoofed(src)
         lan_ip = binding.lan[0]
         wan_ip = self.wan_ip
         ctx = _Ctx(now, False, lan_ip, src, wan_ip, payload)
@@ -268,6 +300,7 @@ class Engine:
                 msg.set_uri(new)
             # a To built from the device's contact names our WAN mapping
             self._map_back(msg, b"to", amap, ctx)
+            self._admit_peers(msg, ctx, None)
             return ctx
         via = top_via(msg)
         if via is not None and via.host() == wan_ip:
@@ -287,6 +320,7 @@ class Engine:
                 ctx.notes.append(("Via %s -> %s", before, after))
             if restore_received_rport(via, wan_ip, dst[1], lan_ip, binding.lan[1]):
                 ctx.notes.append(("received/rport -> %s:%d", lan_ip, binding.lan[1]))
+        self._admit_peers(msg, ctx, None)
         return ctx
 
     def _map_back(self, msg, key, amap, ctx):
@@ -310,6 +344,9 @@ class Engine:
         b = self.table.lookup_wan(dst[1])
         res = Result(status=KEEPALIVE, reason="keep-alive %s" % ka)
         if b is None or b.kind != SIP:
+            return res
+        if self.policy.spoofed(norm_ip(src[0]) or src[0], self.wan_ip):
+            res.events.append(Refused("datagram", src, SPOOFED))
             return res
         res.dnat = b.lan
         mode = self.config.answer_keepalives
@@ -344,3 +381,8 @@ class Engine:
 
 def _malformed(why):
     return Result(status=MALFORMED, reason="passed as is: " + why, events=[Malformed(why)])
+
+
+def _spoofed(src):
+    return Result(status=UNCHANGED, reason="refused: " + SPOOFED, events=[Refused("datagram", src, SPOOFED)])
+

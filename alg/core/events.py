@@ -143,6 +143,21 @@ class BindingClosed(Event):
         return "binding %s <-> %s closed" % (_hp(b.lan), _hp(b.wan))
 
 
+class PeerAdmitted(Event):
+    """The device sent SIP to `peer` (or a proxy on its path): from now on it may
+    start flows through the signalling binding too."""
+
+    __slots__ = ("binding", "peer")
+    name = "peer-admitted"
+
+    def __init__(self, binding, peer):
+        self.binding = binding
+        self.peer = peer          # ip text
+
+    def describe(self):
+        return "binding %s admits SIP from %s" % (_hp(self.binding.wan), self.peer)
+
+
 class MediaOpened(Event):
     """A media pinhole (RTP or RTCP) opened, admitting `binding.remote` (None: not known yet)."""
 
@@ -201,7 +216,8 @@ class MediaClosed(Event):
 class Refused(Event):
     """The policy said no: nothing was opened for `lan`, and `reason` says why.
 
-    `what` names what was asked for: "signalling" or "media"."""
+    `what` names what was asked for: "signalling", "media", "registration",
+    "call", "peer" or "datagram" (a forged WAN-side source)."""
 
     __slots__ = ("what", "lan", "reason")
     name = "refused"

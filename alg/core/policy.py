@@ -1,16 +1,44 @@
-"""Who may get a binding or a pinhole, for which LAN address and port, for how long.
+"""Who may get a binding or a pinhole, for which LAN address and port, admitting whom, for how long.
 
 An ALG opens the firewall on the say-so of packet contents, so every such
 decision is made here and nowhere else; the rest of the core asks.  The
-rules, as they stand:
+rules (stricter than the kernel's nf_conntrack_sip with its defaults):
 
-  LAN          a sender is on the LAN when its address is inside lan_nets.
+  direction    the shell says from which interface a datagram came; a LAN
+               sender must be inside lan_nets, and a datagram from the WAN
+               side whose source is a LAN, loopback or unspecified address,
+               or the router's own, creates nothing (SPOOFED).
+  ports        never a binding or pinhole for a LAN port below 1024 (or
+               outside 1-65535), never a WAN port the router itself uses
+               (its listeners, port forwards, other DNATs: the shell keeps
+               reserve_wan_ports() current), never a WAN port freed less
+               than port_reuse_delay ago.
   signalling   a LAN device gets a signalling binding for the port it sends
-               from, and for any port of its own address its Contact or
-               top Via names (the registrar must reach what it registers).
+               from.  A Contact or top Via of its own address naming another
+               port gets a binding of its own only when that port is a
+               configured SIP port; otherwise it is mapped to the source
+               port's binding, the one flow known to reach the device (as
+               rport does for responses), so the registrar still reaches it.
+  peers        a signalling binding admits new inbound flows only from the
+               addresses its device sent SIP to and the hosts their
+               Record-Route/Path name (the shell adds the user's sip_peer
+               list); at most limit_binding_peers each.
   media        a media description of the device's own address gets an
                RTP/RTCP pinhole pair only when both ports lie inside
-               rtp_ports and neither is a SIP port.
+               rtp_ports and neither is a SIP port.  A pinhole admits only
+               the far end's media address from its SDP, from the moment that
+               SDP is seen; nothing before.  Where that address can't be the
+               real sender (private, loopback, link-local, multicast,
+               reserved, or of the other family), the signalling peer's
+               address is admitted instead.  media_from "any" relaxes this:
+               anyone until the far end is known (RFC 4787 endpoint-
+               independent filtering), then the far end.
+  caps         per LAN host: limit_host_bindings signalling bindings,
+               limit_host_registrations registrations, limit_host_calls
+               calls, limit_sdp_media media descriptions per SDP; in all:
+               limit_bindings, limit_registrations, limit_calls,
+               limit_transactions.  A message that would pass a cap passes
+               unmodified and is refused with the cap's reason.
   how long     a signalling binding lives sip_idle seconds after its last
                packet, or as long as the longest registration (granted
                expires capped at max_expires, plus registration_margin) or
@@ -28,10 +56,33 @@ from .addr import Network
 # Refusal reasons (Refused.reason).
 OUTSIDE_RTP_RANGE = "media port outside rtp_ports or a SIP port"
 NO_FREE_PORT = "no free WAN port"
+PRIVILEGED_PORT = "port below 1024 or not a port"
+SPOOFED = "WAN-side datagram from a LAN, loopback or router address"
+HOST_BINDINGS = "host at limit_host_bindings"
+HOST_REGISTRATIONS = "host at limit_host_registrations"
+HOST_CALLS = "host at limit_host_calls"
+SDP_MEDIA = "SDP over limit_sdp_media"
+BINDINGS = "router at limit_bindings"
+REGISTRATIONS = "router at limit_registrations"
+CALLS = "router at limit_calls"
+PEERS = "binding at limit_binding_peers"
+
+# A pinhole's remote that admits anyone (media_from "any", before the far end is known).
+ANYONE = ("0.0.0.0", 0)
+
+# Addresses a media sender across the internet can't have: private and shared
+# (RFC 1918, 6598), loopback, link-local, multicast and reserved, unspecified.
+# (Documentation ranges are left out: nobody's SDP names them but a lab's.)
+_NOT_A_SENDER = [Network(n) for n in (
+    "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16", "172.16.0.0/12",
+    "192.0.0.0/24", "192.168.0.0/16", "224.0.0.0/3",
+    "::/127", "::ffff:0:0/96", "fc00::/7", "fe80::/10", "ff00::/8")]
+_LOOPBACK = [Network("127.0.0.0/8"), Network("0.0.0.0/8"), Network("::1/128"), Network("::/128")]
 
 
 class Policy:
     def __init__(self, config):
+        self.reserved = {}           # WAN port -> True: the router's own (reserve_wan_ports)
         self.configure(config)
 
     def configure(self, config):
@@ -42,7 +93,7 @@ class Policy:
         self.sip_ports = tuple(config.sip_ports)
         self._lan_cache = {}
 
-    # -- who is on the LAN
+    # -- who is where
 
     def on_lan(self, ip):
         try:
@@ -59,6 +110,32 @@ class Policy:
         self._lan_cache[ip] = inside
         return inside
 
+    def spoofed(self, ip, wan_ip):
+        """A WAN-side source that can only be forged: a LAN, loopback, unspecified or router address."""
+        if ip == wan_ip or self.on_lan(ip):
+            return True
+        for n in _LOOPBACK:
+            if ip in n:
+                return True
+        return False
+
+    # -- ports
+
+    def port_refusal(self, port):
+        """Why a LAN port gets no binding at all, or None."""
+        if not isinstance(port, int) or port < 1024 or port > 65535:
+            return PRIVILEGED_PORT
+        return None
+
+    def own_binding_port(self, port, source_port):
+        """Whether a Contact/Via port of the sender gets a signalling binding of its own
+        (else it maps to the source port's binding)."""
+        return port == source_port or (port in self.sip_ports and self.port_refusal(port) is None)
+
+    def reserve_wan_ports(self, ports):
+        """The WAN ports the router itself uses now; no new binding takes them."""
+        self.reserved = dict((p, True) for p in ports)
+
     # -- media
 
     def media_refusal(self, rtp_port, rtcp_port):
@@ -70,6 +147,29 @@ class Policy:
                 and rtp_port not in sip and rtcp_port not in sip):
             return None
         return OUTSIDE_RTP_RANGE
+
+    def media_source(self, sdp_addr, signalling_peer):
+        """Whom a pinhole admits for the far end's SDP address (ip, port): itself when it can
+        be the real sender, else the signalling peer's address (port 0: any port)."""
+        ip = sdp_addr[0]
+        if (":" in ip) == (":" in signalling_peer) and not self._fake_sender(ip):
+            return sdp_addr
+        return (signalling_peer, 0)
+
+    def unknown_far_end(self):
+        """What a pinhole admits before the far end's SDP is seen: nobody (None), or anyone."""
+        return ANYONE if self.config.media_from == "any" else None
+
+    def _fake_sender(self, ip):
+        for n in _NOT_A_SENDER:
+            if ip in n:
+                return True
+        return False
+
+    # -- caps
+
+    def limit(self, name):
+        return getattr(self.config, name)
 
     # -- how long
 
@@ -93,3 +193,8 @@ class Policy:
 
     def transaction_until(self, now):
         return now + self.config.transaction_timeout
+
+    def reuse_after(self, now):
+        """When a freed WAN port may be handed out again (stray packets of the old flow die down)."""
+        return now + self.config.port_reuse_delay
+

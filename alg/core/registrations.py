@@ -12,6 +12,8 @@ registers or removes each contact, anything else forgets the request.
 
 from .nameaddr import contacts, map_header_uris
 from .events import Registered, Deregistered
+from .policy import HOST_REGISTRATIONS, REGISTRATIONS
+from .result import refuse
 
 PENDING = "pending-register"     # timer kinds
 EXPIRY = "registration"
@@ -78,15 +80,21 @@ def _expires_value(msg):
 
 
 class Registrations:
-    """Pending REGISTERs and accepted registrations, by (Call-ID, LAN ip:port)."""
+    """Pending REGISTERs and accepted registrations, by (Call-ID, LAN ip:port).
+
+    Counted per LAN address (is_registered) and per LAN host (the caps), and
+    indexed by Call-ID, so no message costs a walk over them all."""
 
     def __init__(self, policy, table, timers):
         self.policy = policy
         self.table = table
         self.timers = timers
         self._pending = {}       # (call_id, cseq) -> PendingRegister
+        self._pending_host = {}  # LAN ip -> number pending
         self._regs = {}          # (call_id, lan) -> Registration
         self._per_lan = {}       # lan -> number of registrations
+        self._per_host = {}      # LAN ip -> number of registrations
+        self._by_call = {}       # call_id -> {lan: True}
 
     def __len__(self):
         return len(self._regs)
@@ -97,20 +105,24 @@ class Registrations:
     def is_registered(self, lan):
         return lan in self._per_lan
 
+    def host_registrations(self, ip):
+        return self._per_host.get(ip, 0)
+
     # -- handlers (engine.py's method table)
 
     def request(self, msg, ctx):
         """A REGISTER from the LAN, after its Contacts were mapped to the WAN."""
         if not ctx.from_lan:
-            return
+            return None
         call_id = msg.call_id()
         cseq = msg.cseq()[0]
         if call_id is None or cseq is None:
-            return
+            return None
         to = msg.value(b"to")
         phone = ctx.binding.lan
         p = PendingRegister(call_id, cseq, phone, to if to is not None else b"", _expires_value(msg))
         wan_ip = ctx.wan_ip
+        seen = {}
         for h in msg.get_all(b"contact"):
             for ip, port, exp in contacts(h):
                 if ip == "*":
@@ -118,28 +130,70 @@ class Registrations:
                     continue
                 if ip == wan_ip:
                     b = self.table.lookup_wan(port)
-                    if b is not None and b.lan[0] == phone[0]:
+                    if b is not None and b.lan[0] == phone[0] and b.lan not in seen:
+                        seen[b.lan] = True
                         p.contacts.append((b.lan, b.wan, exp))
-        self._pending[(call_id, cseq)] = p
-        self.timers.schedule((PENDING, (call_id, cseq)), self.policy.transaction_until(ctx.now))
+        why = self._over_cap(p)
+        if why is not None:
+            return refuse(ctx, "registration", phone, why)
+        key = (call_id, cseq)
+        if key not in self._pending:
+            self._pending_host[phone[0]] = self._pending_host.get(phone[0], 0) + 1
+        self._pending[key] = p
+        self.timers.schedule((PENDING, key), self.policy.transaction_until(ctx.now))
+        return None
+
+    def _over_cap(self, p):
+        """The cap a REGISTER would pass, or None."""
+        host = p.phone[0]
+        lim = self.policy.limit
+        if self._pending_host.get(host, 0) >= lim("limit_host_transactions") or \
+                len(self._pending) >= lim("limit_transactions"):
+            return HOST_REGISTRATIONS if self._pending_host.get(host, 0) >= lim("limit_host_transactions") \
+                else REGISTRATIONS
+        asked = p.expires
+        new = 0
+        for lan, wan, exp in p.contacts:
+            secs = exp if exp is not None else asked
+            if secs != 0 and (p.call_id, lan) not in self._regs:
+                new += 1
+        if not new:
+            return None
+        if self._per_host.get(host, 0) + new > lim("limit_host_registrations"):
+            return HOST_REGISTRATIONS
+        if len(self._regs) + new > lim("limit_registrations"):
+            return REGISTRATIONS
+        return None
 
     def response(self, msg, ctx):
         """The registrar's answer: register, refresh or remove each contact; map them back."""
         if ctx.from_lan or msg.status < 200:
-            return
+            return None
         key = (msg.call_id(), msg.cseq()[0])
-        p = self._pending.pop(key, None)
+        p = self._forget_pending(key)
         if p is None:
-            return
+            return None
         self.timers.cancel((PENDING, key))
         if msg.status >= 300:
-            return
+            return None
         self._accepted(msg, p, ctx)
         n = 0
         for h in msg.get_all(b"contact"):
             n += map_header_uris(h, ctx.map.map)
         if n:
             ctx.notes.append(("Contact x%d -> LAN", n))
+        return None
+
+    def _forget_pending(self, key):
+        p = self._pending.pop(key, None)
+        if p is not None:
+            host = p.phone[0]
+            n = self._pending_host.get(host, 1) - 1
+            if n > 0:
+                self._pending_host[host] = n
+            else:
+                self._pending_host.pop(host, None)
+        return p
 
     def _accepted(self, msg, p, ctx):
         call_id = p.call_id
@@ -149,9 +203,9 @@ class Registrations:
             listed.extend(contacts(h))
         eh = _expires_value(msg)
         if p.remove_all:
-            for key in list(self._regs):
-                if key[0] == call_id and key[1][0] == p.phone[0]:
-                    self._remove(key, now, ctx, "registrar")
+            for lan in list(self._by_call.get(call_id, {})):
+                if lan[0] == p.phone[0]:
+                    self._remove((call_id, lan), now, ctx, "registrar")
         for lan_wan in p.contacts:
             secs = granted_expires(p, lan_wan, listed, eh)
             lan = lan_wan[0]
@@ -164,6 +218,8 @@ class Registrations:
             until = self.policy.registration_until(secs, now)
             if key not in self._regs:
                 self._per_lan[lan] = self._per_lan.get(lan, 0) + 1
+                self._per_host[lan[0]] = self._per_host.get(lan[0], 0) + 1
+                self._by_call.setdefault(call_id, {})[lan] = True
             reg = Registration(call_id, p.aor, lan, lan_wan[1], now + secs)
             self._regs[key] = reg
             self.timers.schedule((EXPIRY, key), until)
@@ -176,15 +232,21 @@ class Registrations:
         """Forget a registration and let go of its binding; False when there was none."""
         reg = self._regs.pop(key, None)
         self.timers.cancel((EXPIRY, key))
-        lan = key[1]
+        call_id, lan = key
         if reg is None:
-            self.table.release(lan, ("reg", key[0], lan), now, out)
+            self.table.release(lan, ("reg", call_id, lan), now, out)
             return False
-        n = self._per_lan.get(lan, 0) - 1
-        if n > 0:
-            self._per_lan[lan] = n
-        else:
-            self._per_lan.pop(lan, None)
+        for counts, k in ((self._per_lan, lan), (self._per_host, lan[0])):
+            n = counts.get(k, 1) - 1
+            if n > 0:
+                counts[k] = n
+            else:
+                counts.pop(k, None)
+        calls = self._by_call.get(call_id)
+        if calls is not None:
+            calls.pop(lan, None)
+            if not calls:
+                del self._by_call[call_id]
         out.events.append(Deregistered(reg.aor, lan, why))
         self.table.release(lan, reg.owner(), now, out)
         return True
@@ -192,7 +254,7 @@ class Registrations:
     # -- timers
 
     def expire_pending(self, key, now, out):
-        self._pending.pop(key, None)
+        self._forget_pending(key)
 
     def expire(self, key, now, out):
         self._remove(key, now, out, "expired")

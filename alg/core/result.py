@@ -1,5 +1,7 @@
 """What handling one datagram (or one expiry pass) gives the shell back."""
 
+from .events import Refused
+
 OUT = "out"     # LAN -> WAN
 IN = "in"       # WAN -> LAN
 
@@ -73,3 +75,13 @@ def _render(note):
     if not args:
         return note[0]
     return note[0] % tuple([a.decode() if isinstance(a, bytes) else a for a in args])
+
+
+def refuse(ctx, what, lan, why):
+    """A Result passing the message unmodified: a cap or rule said no to what it needed.
+    What the message already holds (its signalling binding) stays, as the kernel is told."""
+    ctx.events.append(Refused(what, lan, why))
+    res = Result(status=UNCHANGED, actions=ctx.actions, events=ctx.events, reason="refused: " + why)
+    res.snat = ctx.snat
+    res.dnat = ctx.dnat
+    return res

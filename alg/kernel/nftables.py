@@ -4,30 +4,40 @@
                                                    so MASQUERADE never picks another one
     sip2lan      wan port -> lan ip . lan port     DNAT for signalling bindings: incoming
                                                    INVITEs reach the phone after conntrack forgot it
+    sip_wanports wan port                          the signalling bindings' WAN ports
+    sip_peer     wan port . remote ip              ... and who may start a flow to each: the
+                                                   phone's peers (inbound_sip 'peers', the default)
+    sip_peer_any remote ip or network              the user's `list sip_peer`: any binding
     media2lan    wan port -> lan ip . lan port     DNAT for media pinholes, gated by
-    media_open   wan port                          ... any remote (far end not known yet)
-    media_peer   wan port . remote ip              ... or only the far end from its SDP
-    sip_wanports wan port                          inbound SIP to these is queued too
+    media_peer   wan port . remote ip              ... only the far end its SDP named
+    media_open   wan port                          ... or anyone (media_from 'any', until it is known)
 
-Only SIP is queued to userspace (RTP never is): with the nft `queue`
+Only SIP is queued to userspace, and only SIP from the LAN side or SIP the
+bindings admit from the WAN side (RTP never is): with the nft `queue`
 statement where the kernel has it, else by a packet mark that an iptables
 NFQUEUE rule picks up (the host kernels without nft_queue).  Both use
 bypass, so with no daemon listening SIP flows unmodified (fail-open).
+WAN-side SIP to a binding from anyone else is neither queued nor let in,
+and counted (counter sip_refused).
 
-Every element carries a timeout a little longer than the engine's own
-expiry, so the kernel cleans up even if the daemon is killed, and a daemon
-restarted in time finds its bindings still there (elements()).
+Elements are written from the daemon itself over netlink (nf_tables.py):
+one batch per packet's actions, per-element errors, no process.  The whole
+table is installed with `nft -f` at start and on rebuilds only.  Every
+element carries a timeout a little longer than the engine's own expiry, so
+the kernel cleans up even if the daemon is killed, and a daemon restarted
+in time finds its bindings still there (elements()).
 """
 
 from __future__ import annotations
 
 import math
 import subprocess
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from alg.core import actions as A
-from alg.core.bindings import Binding
-from alg.kernel.nftjson import table_elements
+from alg.core.bindings import Binding, SIP
+from alg.core.policy import ANYONE
+from alg.kernel.nf_tables import ElementFailure, NfTables
 
 MARK = 0x5A1A0001          # "queue me" for the iptables fallback
 LOCAL_MARK = 0x5A1A0002    # our own keep-alive answers: never NATed
@@ -60,19 +70,34 @@ def kernel_has_nft_queue(binary: str = "nft") -> bool:
     return ok
 
 
+def _names(ifaces: Sequence[str]) -> str:
+    """An nft match set of interface names: "br-lan" or { "br-lan", "br-voip" }."""
+    quoted = ", ".join('"%s"' % i for i in ifaces)
+    return quoted if len(ifaces) == 1 else "{ %s }" % quoted
+
+
 class NftTable:
-    def __init__(self, wan_if: str, lan_if: str, wan_ip: Optional[str], sip_ports: Sequence[int],
+    """Our table: its rules (nft -f), its elements (netlink), the iptables queue fallback.
+
+    inbound_sip: "peers" (a binding admits its peers and sip_peers only) or "any".
+    sip_peers:   the user's `list sip_peer` (addresses or CIDRs), admitted to every binding."""
+
+    def __init__(self, wan_if: str, lan_ifs: Sequence[str], wan_ip: Optional[str], sip_ports: Sequence[int],
                  queue_num: int = 0, name: str = "sipalg", use_nft_queue: Optional[bool] = None,
-                 binary: str = "nft", iptables: str = "iptables"):
+                 binary: str = "nft", iptables: str = "iptables", inbound_sip: str = "peers",
+                 sip_peers: Sequence[str] = ()):
         self.wan_if = wan_if
-        self.lan_if = lan_if
+        self.lan_ifs = [lan_ifs] if isinstance(lan_ifs, str) else list(lan_ifs)
         self.wan_ip = wan_ip
         self.sip_ports = list(sip_ports)
         self.queue_num = queue_num
         self.name = name
         self.binary = binary
         self.iptables = iptables
+        self.inbound_sip = inbound_sip
+        self.sip_peers = list(sip_peers)
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
+        self.nl: Optional[NfTables] = None
         self.last_failure = ""
 
     # -- the table
@@ -88,24 +113,37 @@ class NftTable:
         q = self._queue()
         ports = ", ".join(str(p) for p in self.sip_ports)
         wan = self.wan_ip or "0.0.0.0"
+        w = '"%s"' % self.wan_if
+        lans = _names(self.lan_ifs)
         m = "meta mark set meta mark or 0x%08x" % DNAT_MARK
+        peers = ", ".join(self.sip_peers)
+        any_peer = "elements = { %s }; " % peers if peers else ""
+        if self.inbound_sip == "any":
+            admit_in = ["udp dport @sip_wanports"]
+        else:
+            admit_in = ["udp dport . ip saddr @sip_peer", "ip saddr @sip_peer_any udp dport @sip_wanports"]
+        queue_in = "".join("    iifname %s ip daddr %s %s counter %s\n" % (w, wan, a, q) for a in admit_in)
+        dnat_sip = "".join("    iifname %s ip daddr %s %s %s dnat ip to udp dport map @sip2lan\n" % (w, wan, a, m)
+                           for a in admit_in)
         return f"""table ip {t} {{
   set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
   map lan2wan {{ type ipv4_addr . inet_service : inet_service; flags timeout; }}
   map sip2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
-  map media2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
-  set media_open {{ type inet_service; flags timeout; }}
-  set media_peer {{ type inet_service . ipv4_addr; flags timeout; }}
   set sip_wanports {{ type inet_service; flags timeout; }}
+  set sip_peer {{ type inet_service . ipv4_addr; flags timeout; }}
+  set sip_peer_any {{ type ipv4_addr; flags interval; {any_peer}}}
+  map media2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
+  set media_peer {{ type inet_service . ipv4_addr; flags timeout; }}
+  set media_open {{ type inet_service; flags timeout; }}
+  counter sip_refused {{ }}
   chain queue_in {{
     type filter hook prerouting priority mangle - 10; policy accept;
-    iifname "{self.wan_if}" ip daddr {wan} udp sport @sip_ports counter {q}
-    iifname "{self.wan_if}" ip daddr {wan} udp dport @sip_wanports counter {q}
+{queue_in}    iifname {w} ip daddr {wan} udp dport @sip_wanports counter name "sip_refused"
   }}
   chain queue_out {{
     type filter hook forward priority mangle - 10; policy accept;
-    iifname "{self.lan_if}" oifname "{self.wan_if}" udp dport @sip_ports counter {q}
-    iifname "{self.lan_if}" oifname "{self.wan_if}" udp sport @sip_ports counter {q}
+    iifname {lans} oifname {w} udp dport @sip_ports counter {q}
+    iifname {lans} oifname {w} udp sport @sip_ports counter {q}
   }}
   chain local_out {{
     type filter hook output priority raw; policy accept;
@@ -113,29 +151,32 @@ class NftTable:
   }}
   chain dstnat {{
     type nat hook prerouting priority dstnat - 5; policy accept;
-    iifname "{self.wan_if}" ip daddr {wan} udp dport @sip_wanports {m} dnat ip to udp dport map @sip2lan
-    iifname "{self.wan_if}" ip daddr {wan} udp dport . ip saddr @media_peer {m} dnat ip to udp dport map @media2lan
-    iifname "{self.wan_if}" ip daddr {wan} udp dport @media_open {m} dnat ip to udp dport map @media2lan
+{dnat_sip}    iifname {w} ip daddr {wan} udp dport . ip saddr @media_peer {m} dnat ip to udp dport map @media2lan
+    iifname {w} ip daddr {wan} udp dport @media_open {m} dnat ip to udp dport map @media2lan
   }}
   chain forward {{
     type filter hook forward priority filter - 5; policy accept;
-    iifname "{self.wan_if}" ct status dnat meta l4proto udp counter accept
+    iifname {w} ct status dnat meta l4proto udp counter accept
   }}
   chain srcnat {{
     type nat hook postrouting priority srcnat - 5; policy accept;
-    oifname "{self.wan_if}" meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @lan2wan
+    oifname {w} meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @lan2wan
   }}
 }}
 """
 
+    def _writer(self) -> NfTables:
+        if self.nl is None:
+            self.nl = NfTables("ip", self.name)
+        return self.nl
+
     def install(self, keep_elements: bool = False) -> List[Binding]:
-        """Create the table (replacing ours if there); returns the bindings it held if keep_elements."""
+        """Create the table (replacing ours if there); returns the bindings it held if keep_elements
+        (their expires: the seconds the kernel still gives them)."""
         kept: List[Binding] = []
-        if keep_elements:
+        if keep_elements and self.present():
             kept = self.elements()
-        script = "add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset()
-        script += "".join(self._element_lines(A.OPEN, b, None) for b in kept)
-        self._run(script)
+        self._load(kept, None)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)
         return kept
@@ -145,37 +186,52 @@ class NftTable:
         self.wan_ip = wan_ip
         self.rebuild(bindings, now)
 
-    def reconfigure(self, wan_if: str, lan_if: str, sip_ports: Sequence[int], queue_num: int,
-                    bindings: Iterable[Binding], now: float) -> None:
-        """What the rules name changed (devices, e.g. PPPoE came up; SIP ports; queue): rebuild."""
+    def reconfigure(self, wan_if: str, lan_ifs: Sequence[str], sip_ports: Sequence[int], queue_num: int,
+                    bindings: Iterable[Binding], now: float, inbound_sip: Optional[str] = None,
+                    sip_peers: Optional[Sequence[str]] = None) -> None:
+        """What the rules name changed (devices, e.g. PPPoE came up; SIP ports; queue; who may
+        come in): rebuild."""
         if not self.use_nft_queue:
             self._iptables_queue(add=False)
-        self.wan_if, self.lan_if = wan_if, lan_if
+        self.wan_if = wan_if
+        self.lan_ifs = [lan_ifs] if isinstance(lan_ifs, str) else list(lan_ifs)
         self.sip_ports = list(sip_ports)
         self.queue_num = queue_num
+        if inbound_sip is not None:
+            self.inbound_sip = inbound_sip
+        if sip_peers is not None:
+            self.sip_peers = list(sip_peers)
         self.rebuild(bindings, now)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)
 
     def present(self) -> bool:
-        return subprocess.run([self.binary, "list", "table", "ip", self.name], stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL).returncode == 0
+        return self._writer().table_exists()
 
     def rebuild(self, bindings: Iterable[Binding], now: float) -> None:
         """The table again, holding the engine's bindings: after renumbering, new devices, or `fw4 flush`."""
-        script = "add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset()
-        for b in bindings:
-            script += self._element_lines(A.OPEN, b, now)
-        self._run(script)
+        self._load(list(bindings), now)
+
+    def _load(self, bindings: List[Binding], now: Optional[float]) -> None:
+        nft("add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset(), self.binary)
+        if bindings:
+            batch = self._writer().batch()
+            for b in bindings:
+                self._open(batch, b, self._timeout(b, now))
+            self._commit(batch)
 
     def remove(self) -> None:
         nft("delete table ip %s\n" % self.name, self.binary, check=False)
         if not self.use_nft_queue:
             self._iptables_queue(add=False)
+        if self.nl is not None:
+            self.nl.close()
+            self.nl = None
 
     def _iptables_queue(self, add: bool) -> None:
         """The fallback hook: iptables NFQUEUE (mangle, priority -150) for what our chains marked."""
-        for chain, iface in (("PREROUTING", ["-i", self.wan_if]), ("FORWARD", ["-i", self.lan_if])):
+        hooks = [("PREROUTING", ["-i", self.wan_if])] + [("FORWARD", ["-i", i]) for i in self.lan_ifs]
+        for chain, iface in hooks:
             # the mark outlives the hook: without -i an inbound packet would be queued twice
             match = iface + ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
                      "--queue-num", str(self.queue_num), "--queue-bypass"]
@@ -193,124 +249,124 @@ class NftTable:
 
     # -- elements
 
-    def _timeout(self, b: Binding, now: Optional[float]) -> str:
+    def _timeout(self, b: Binding, now: Optional[float]) -> float:
         if now is None:
-            secs = max(1, int(math.ceil(b.expires)))      # restored: expires holds seconds left
-        else:
-            secs = max(1, int(math.ceil(b.expires - now)) + MARGIN)
-        return "%ds" % secs
+            return max(1, int(math.ceil(b.expires)))      # restored: expires holds seconds left
+        return max(1, int(math.ceil(b.expires - now)) + MARGIN)
 
-    def _element_lines(self, kind: str, b: Binding, now: Optional[float], old: Optional[Binding] = None) -> str:
-        """The nft lines for one action; the binding's kind picks the maps."""
-        t = self.name
-        lan_ip, lan_port = b.lan
-        wport = b.wan[1]
-        to = self._timeout(b, now)
-        lines = []
-        if kind == A.CLOSE or kind == A.REFRESH:
-            lines += self._delete_lines(b)
-            if kind == A.CLOSE:
-                return "".join(lines)
-        if kind == A.MOVE and old is not None:
-            lines += self._gate_delete(old)
-            lines.append(self._gate_add(b, to))
-            return "".join(lines)
-        lines.append("add element ip %s lan2wan { %s . %d timeout %s : %d }\n" % (t, lan_ip, lan_port, to, wport))
-        if b.kind == "sip":
-            lines.append("add element ip %s sip2lan { %d timeout %s : %s . %d }\n" % (t, wport, to, lan_ip, lan_port))
-            lines.append("add element ip %s sip_wanports { %d timeout %s }\n" % (t, wport, to))
-        else:
-            lines.append("add element ip %s media2lan { %d timeout %s : %s . %d }\n" % (t, wport, to, lan_ip, lan_port))
-            lines.append(self._gate_add(b, to))
-        return "".join(lines)
-
-    def _gate_add(self, b: Binding, to: str) -> str:
+    @staticmethod
+    def _gate(b: Binding) -> Optional[Tuple[str, object]]:
+        """Which set lets the far end in through a media binding: (set, key), or None: nobody yet."""
         if b.remote is None:
-            return "add element ip %s media_open { %d timeout %s }\n" % (self.name, b.wan[1], to)
-        return "add element ip %s media_peer { %d . %s timeout %s }\n" % (self.name, b.wan[1], b.remote[0], to)
+            return None
+        if b.remote == ANYONE:
+            return "media_open", b.wan[1]
+        return "media_peer", (b.wan[1], b.remote[0])
 
-    def _gate_delete(self, b: Binding) -> List[str]:
-        if b.remote is None:
-            return ["delete element ip %s media_open { %d }\n" % (self.name, b.wan[1])]
-        return ["delete element ip %s media_peer { %d . %s }\n" % (self.name, b.wan[1], b.remote[0])]
-
-    def _delete_lines(self, b: Binding) -> List[str]:
-        t = self.name
-        lines = ["delete element ip %s lan2wan { %s . %d }\n" % (t, b.lan[0], b.lan[1])]
-        if b.kind == "sip":
-            lines.append("delete element ip %s sip2lan { %d }\n" % (t, b.wan[1]))
-            lines.append("delete element ip %s sip_wanports { %d }\n" % (t, b.wan[1]))
+    def _open(self, batch, b: Binding, to: float) -> None:
+        port = b.wan[1]
+        batch.add("lan2wan", b.lan, port, to)
+        if b.kind == SIP:
+            batch.add("sip2lan", port, b.lan, to)
+            batch.add("sip_wanports", port, None, to)
+            for ip in b.peers:
+                batch.add("sip_peer", (port, ip), None, to)
         else:
-            lines.append("delete element ip %s media2lan { %d }\n" % (t, b.wan[1]))
-            lines += self._gate_delete(b)
-        return lines
+            batch.add("media2lan", port, b.lan, to)
+            gate = self._gate(b)
+            if gate is not None:
+                batch.add(gate[0], gate[1], None, to)
 
-    def script_for(self, actions: Iterable[A.Action], now: float) -> str:
-        out = []
-        for a in actions:
-            if a.kind == A.SEND or a.binding is None:
-                continue
-            out.append(self._element_lines(a.kind, a.binding, now, a.old))
-        return "".join(out)
+    def _refresh(self, batch, b: Binding, to: float) -> None:
+        port = b.wan[1]
+        batch.refresh("lan2wan", b.lan, port, to)
+        if b.kind == SIP:
+            batch.refresh("sip2lan", port, b.lan, to)
+            batch.refresh("sip_wanports", port, None, to)
+            for ip in b.peers:
+                batch.refresh("sip_peer", (port, ip), None, to)
+        else:
+            batch.refresh("media2lan", port, b.lan, to)
+            gate = self._gate(b)
+            if gate is not None:
+                batch.refresh(gate[0], gate[1], None, to)
+
+    def _close(self, batch, b: Binding) -> None:
+        port = b.wan[1]
+        batch.delete("lan2wan", b.lan)
+        if b.kind == SIP:
+            batch.delete("sip2lan", port)
+            batch.delete("sip_wanports", port)
+            for ip in b.peers:
+                batch.delete("sip_peer", (port, ip))
+        else:
+            batch.delete("media2lan", port)
+            gate = self._gate(b)
+            if gate is not None:
+                batch.delete(gate[0], gate[1])
+
+    def _move(self, batch, b: Binding, old: Binding, to: float) -> None:
+        port = b.wan[1]
+        if b.kind == SIP:
+            for ip in old.peers:
+                if ip not in b.peers:
+                    batch.delete("sip_peer", (port, ip))
+            for ip in b.peers:
+                if ip not in old.peers:
+                    batch.add("sip_peer", (port, ip), None, to)
+            return
+        was, now_gate = self._gate(old), self._gate(b)
+        if was != now_gate:
+            if was is not None:
+                batch.delete(was[0], was[1])
+            if now_gate is not None:
+                batch.add(now_gate[0], now_gate[1], None, to)
 
     def apply(self, actions: Iterable[A.Action], now: float) -> int:
-        """Carry out the engine's actions in one nft transaction; returns lines that failed."""
-        script = self.script_for(actions, now)
-        if not script:
+        """Carry out the engine's actions in one netlink batch; returns the elements that failed
+        (each failure affects only itself: the rest is applied)."""
+        batch = self._writer().batch()
+        for a in actions:
+            b = a.binding
+            if b is None:
+                continue
+            if a.kind == A.OPEN:
+                self._open(batch, b, self._timeout(b, now))
+            elif a.kind == A.REFRESH:
+                self._refresh(batch, b, self._timeout(b, now))
+            elif a.kind == A.MOVE:
+                self._move(batch, b, a.old, self._timeout(b, now))
+            elif a.kind == A.CLOSE:
+                self._close(batch, b)
+        if not len(batch):
             return 0
-        if nft(script, self.binary, check=False).returncode == 0:
-            return 0
-        # One line failed (an element the kernel already expired, or one that
-        # survived a restart): do what can be done, line by line.
-        failed = 0
-        for line in script.splitlines(True):
-            r = nft(line, self.binary, check=False)
-            if r.returncode != 0:
-                failed += 1
-                self.last_failure = "%s: %s" % (line.strip(), r.stderr.decode(errors="replace").strip()[:200])
-        return failed
+        return self._commit(batch)
 
-    def _run(self, script: str) -> None:
-        nft(script, self.binary)
+    def _commit(self, batch) -> int:
+        failures: List[ElementFailure] = batch.commit()
+        if failures:
+            self.last_failure = "; ".join(str(f) for f in failures[:3])
+        return len(failures)
 
     def elements(self) -> List[Binding]:
         """The bindings our table holds now (to pick up after a crash); expires = seconds left."""
-        r = subprocess.run([self.binary, "-j", "list", "table", "ip", self.name], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE)
-        if r.returncode != 0:
-            return []
-        maps = table_elements(r.stdout)
-        sig = set()
-        for e in maps.get("sip2lan", []):
-            sig.add(_elem_key(e[0]))
-        peers = {}
-        for e in maps.get("media_peer", []):
-            key = _elem_key(e)
-            peers[key[0]] = key[1]
+        w = self._writer()
+        sip = {e.key: e for e in w.elements("sip2lan")}
+        peers: dict = {}
+        for e in w.elements("sip_peer"):
+            peers.setdefault(e.key[0], []).append(e.key[1])
+        media_peer = {e.key[0]: e.key[1] for e in w.elements("media_peer")}
+        media_open = {e.key: True for e in w.elements("media_open")}
         out = []
-        for e in maps.get("lan2wan", []):
-            key, left = _elem_key(e[0]), _elem_expires(e[0])
-            wport = e[1]
-            lan = (key[0], int(key[1]))
-            if wport in sig:
-                kind = "sip"
-            else:
-                kind = "rtp" if wport % 2 == 0 else "rtcp"
-            remote = (peers[wport], 0) if wport in peers else None
+        for e in w.elements("lan2wan"):
+            lan = (e.key[0], int(e.key[1]))
+            wport = e.data
+            left = e.expires if e.expires is not None else (e.timeout or 1)
+            if wport in sip:
+                out.append(Binding(lan, (self.wan_ip, wport), SIP, float(left), None,
+                                   tuple(sorted(peers.get(wport, ())))))
+                continue
+            kind = "rtp" if wport % 2 == 0 else "rtcp"
+            remote = (media_peer[wport], 0) if wport in media_peer else ANYONE if wport in media_open else None
             out.append(Binding(lan, (self.wan_ip, wport), kind, float(left), remote))
         return out
-
-
-def _elem_key(e):
-    """Key of a JSON element: plain value, {"elem": {...}} or {"concat": [...]}."""
-    if isinstance(e, dict) and "elem" in e:
-        e = e["elem"]["val"]
-    if isinstance(e, dict) and "concat" in e:
-        return tuple(e["concat"])
-    return e
-
-
-def _elem_expires(e) -> int:
-    if isinstance(e, dict) and "elem" in e:
-        return int(e["elem"].get("expires", e["elem"].get("timeout", 0)))
-    return 0

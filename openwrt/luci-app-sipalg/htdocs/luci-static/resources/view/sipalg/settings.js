@@ -147,6 +147,27 @@ return view.extend({
 		o.datatype = 'range(0,65535)';
 		o.placeholder = '0';
 
+		o = s.option(form.ListValue, 'inbound_sip', _('Incoming SIP from'),
+			_('<strong>peers</strong> (recommended): a registered phone can be reached only by the servers it sent SIP to ' +
+			  '(its registrar and proxies) and the hosts listed below, as the kernel\'s own SIP helper does; SIP scanners ' +
+			  'never ring it. <strong>any</strong>: by any internet host.'));
+		o.value('peers', _('peers'));
+		o.value('any', _('any'));
+		o.default = 'peers';
+
+		o = s.option(form.DynamicList, 'sip_peer', _('Trusted SIP hosts'),
+			_('Addresses or networks that may always send SIP to the phones, e.g. a provider\'s second proxy.'));
+		o.datatype = 'ip4addr';
+		o.depends('inbound_sip', 'peers');
+
+		o = s.option(form.ListValue, 'media_from', _('Media from'),
+			_('<strong>sdp</strong> (recommended): a call\'s media pinhole admits only the far end its SDP names ' +
+			  '(or its server when that address is private). <strong>any</strong>: anyone until the far end\'s SDP ' +
+			  'arrives, for providers whose media comes from elsewhere.'));
+		o.value('sdp', _('sdp'));
+		o.value('any', _('any'));
+		o.default = 'sdp';
+
 		o = s.option(form.Flag, 'disable_kernel_helper', _('Disable the kernel SIP helper'),
 			_('Keep the kernel\'s own SIP helper (nf_conntrack_sip) from rewriting the same packets too.'));
 		o.default = '1';
