@@ -37,6 +37,7 @@ log = logging.getLogger("sipalg")
 # What a router user reads at info level: one line per registration, call and refusal.
 INFO_EVENTS = (E.Registered, E.Deregistered, E.CallStarted, E.CallEnded, E.Refused)
 REFUSAL_LOG_EVERY = 10.0        # seconds between two info lines for one refusal reason
+EXPIRE_PER_PASS = 256           # timers handled between two looks at the queue
 
 SO_MARK = 36
 
@@ -170,7 +171,7 @@ class Daemon:
                 if self.nftmon in ready:
                     self._ruleset_changed(self.nftmon.read())
                 now = self.clock()
-                out = self.engine.expire(now)
+                out = self.engine.expire(now, EXPIRE_PER_PASS)
                 if out.actions:
                     self._carry_out(out.actions, now)
                 self._log_events(out.events, "expired: ")

@@ -43,6 +43,10 @@ def test_defaults_parse_and_the_core_agrees():
     assert list(c.sip_ports) == s["sip_port"]
     assert c.rtp_ports == s["rtp_ports"]
     assert c.answer_keepalives == s["answer_keepalives"]
+    assert c.media_from == s["media_from"]
+    for name, value in Config.LIMITS.items():
+        if ("main", name) in options.BY_KEY:
+            assert s[name] == value, name
 
 
 @pytest.mark.parametrize("name, value, allowed", BAD)

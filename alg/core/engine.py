@@ -121,11 +121,12 @@ class Engine:
         self.counters[res.status] += 1
         return res
 
-    def expire(self, now):
-        """Everything whose time has come; an Outcome with the actions and events."""
+    def expire(self, now, limit=None):
+        """What has come due (at most limit timers: the rest stay due for the next call,
+        so one pass never holds SIP up); an Outcome with the actions and events."""
         out = Outcome()
         expiry = self.expiry
-        for kind, key in self.timers.due(now):
+        for kind, key in self.timers.due(now, limit):
             expiry[kind](key, now, out)
         return out
 

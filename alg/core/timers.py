@@ -50,17 +50,18 @@ class Timers:
         self._drop_stale()
         return self._heap[0][0] if self._heap else None
 
-    def due(self, now):
-        """Remove and return the keys whose deadline is <= now, earliest first."""
+    def due(self, now, limit=None):
+        """Remove and return the keys whose deadline is <= now, earliest first (at most limit)."""
         out = []
         heap = self._heap
-        while True:
+        while limit is None or len(out) < limit:
             self._drop_stale()
             if not heap or heap[0][0] > now:
                 return out
             when, seq, key = _heappop(heap) if _heappop is not None else _pop(heap)
             del self._live[key]
             out.append(key)
+        return out
 
     # -- heap internals
 

@@ -105,7 +105,8 @@ class NftTable:
     def _queue(self) -> str:
         if self.use_nft_queue:
             return "queue num %d bypass" % self.queue_num
-        return "meta mark set 0x%08x" % MARK
+        # accept ends this chain as `queue` would; the iptables rule after it queues the mark
+        return "meta mark set 0x%08x accept" % MARK
 
     def ruleset(self) -> str:
         """The whole table, without elements."""

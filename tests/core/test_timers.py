@@ -56,3 +56,13 @@ def test_many_against_model():
     assert len(t._heap) <= 2 * len(t._live) + 65
     nd = t.next_deadline()
     assert nd == (min(model.values()) if model else None)
+
+
+def test_due_hands_out_at_most_limit_and_keeps_the_rest():
+    t = Timers()
+    for i in range(10):
+        t.schedule(("k", i), float(i))
+    first = t.due(100.0, 4)
+    assert first == [("k", 0), ("k", 1), ("k", 2), ("k", 3)]
+    assert t.next_deadline() == 4.0 and len(t) == 6
+    assert t.due(100.0) == [("k", i) for i in range(4, 10)]
