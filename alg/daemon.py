@@ -392,7 +392,8 @@ class Daemon:
                        "media": ["%s:%d" % leg.rtp.lan for leg in c.legs.values()],
                        "expires_in": left(c.deadline)} for c in e.dialogs.all()],
             "bindings": [{"kind": b.kind, "lan": "%s:%d" % b.lan, "wan": "%s:%d" % (b.wan[0] or "?", b.wan[1]),
-                          "remote": ("%s:%d" % b.remote) if b.remote else None, "expires_in": left(b.expires)}
+                          "remote": ("%s:%d" % b.remote) if b.remote else None, "peers": list(b.peers),
+                          "expires_in": left(b.expires)}
                          for b in sorted(e.bindings(), key=lambda b: b.wan[1])],
         }
 

@@ -77,15 +77,19 @@ def main(argv: list[str] | None = None) -> int:
                 return p[4]
         return b""
 
-    _show("INVITE (phone -> server)", first(lan_p, b"INVITE"), first(wan_p, b"INVITE"))
+    invite_out = first(wan_p, b"INVITE")
+    _show("INVITE (phone -> server)", first(lan_p, b"INVITE"), invite_out)
     _show("200 OK to the INVITE (server -> phone)",
           next((p[4] for p in wan_p if p[4].startswith(b"SIP/2.0 200") and b"INVITE" in p[4]), b""),
           next((p[4] for p in lan_p if p[4].startswith(b"SIP/2.0 200") and b"INVITE" in p[4]), b""))
     print(DIVIDER)
     print("bindings and pinholes during the call (sipalg status):")
     for b in during["bindings"]:
-        print("  %-4s %-16s <-> %-18s %s" % (b["kind"], b["lan"], b["wan"],
-                                               ("from " + b["remote"]) if b["remote"] else "any remote"))
+        if b["kind"] == "sip":
+            admits = "SIP from " + ", ".join(b["peers"]) if b["peers"] else "no SIP from anyone yet"
+        else:
+            admits = "media from " + b["remote"] if b["remote"] else "no media from anyone yet"
+        print("  %-4s %-16s <-> %-18s %s" % (b["kind"], b["lan"], b["wan"], admits))
     for r in during["registrations"]:
         print("  registration %s: %s <-> %s, %d s left" % (r["aor"], r["lan"], r["wan"], r["expires_in"]))
     print(DIVIDER)
@@ -94,8 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     print("RTP server -> phone: %d of %d packets arrived" % (rtp["received"], rtp["sent"]))
     print("SIP packets queued to the daemon: %d (RTP never is)" % during["counters"]["queued"])
     print("logs and captures: %s" % logdir)
-    ok = call_ok and rtp["received"] == rtp["sent"] and to_server == rtp["sent"]
-    print("demo %s" % ("passed: audio both ways through the NAT" if ok else "FAILED"))
+    # the INVITE the server got names the router's WAN address where the phone wrote its own (the
+    # Call-ID is opaque and keeps it), and the audio came from the port its SDP promised
+    opaque = b"\r\n".join(ln for ln in invite_out.split(b"\r\n") if not ln.lower().startswith((b"call-id:", b"i:")))
+    rewritten = (bool(invite_out) and PHONES[0].encode() not in opaque
+                 and b"c=IN IP4 %s\r\n" % ROUTER_WAN.encode() in invite_out)
+    print("INVITE rewritten to the WAN address: %s" % ("yes" if rewritten else "NO"))
+    ok = call_ok and rewritten and rtp["received"] == rtp["sent"] and to_server == rtp["sent"]
+    print("demo %s" % ("passed: rewritten, audio both ways through the NAT" if ok else "FAILED"))
     return 0 if ok else 1
 
 
