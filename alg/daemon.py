@@ -165,6 +165,7 @@ class Daemon:
                     ready = []
                 if self.queue in ready:
                     self.queue.poll()
+                    self.hygiene.run(self.wan_ip)      # after the verdicts went out
                     self.leds.refresh(self.engine, self.clock())
                 if self.rtmon in ready:
                     self._links_changed(self.rtmon.read())
@@ -174,6 +175,7 @@ class Daemon:
                 out = self.engine.expire(now, EXPIRE_PER_PASS)
                 if out.actions:
                     self._carry_out(out.actions, now)
+                    self.hygiene.run(self.wan_ip)
                 self._log_events(out.events, "expired: ")
                 if now >= self._ports_due:
                     self._read_router_ports(now)
@@ -356,7 +358,7 @@ class Daemon:
         if failed:
             self.nft_failures += failed
             log.debug("nft: %d element operations failed, last: %s", failed, self.table.last_failure)
-        self.hygiene.apply(actions, self.wan_ip)
+        self.hygiene.defer(actions)
         for a in actions:
             if a.kind == A.SEND:
                 try:

@@ -203,24 +203,6 @@ class Message:
             h.set_value(v[:i] + n + v[j:])
 
 
-# Start lines repeat ("SIP/2.0 200 OK", a phone's INVITE to its proxy): what one
-# says is kept by its bytes.
-_START = {}
-_CACHE_MAX = 128
-
-
-def _start_line(msg, line):
-    known = _START.get(line)
-    if known is None:
-        _parse_start_line(msg, line)      # raises for a bad one, which is not kept
-        known = (msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg.uri_span)
-        if len(_START) >= _CACHE_MAX:
-            _START.clear()
-        _START[line] = known
-        return
-    msg.is_request, msg.method, msg.uri, msg.version, msg.status, msg.uri_span = known
-
-
 def _parse_start_line(msg, line):
     text = line.rstrip(b"\r\n")
     c = text[:1]
@@ -268,7 +250,7 @@ def parse_message(data):
     msg = Message()
     start_line = data[:nl + 1]
     msg.start_line = start_line
-    _start_line(msg, start_line)
+    _parse_start_line(msg, start_line)
     # The header block ends at the first empty line (CRLF or bare LF); searching
     # from the start line's LF finds an empty block too.
     pos = nl + 1

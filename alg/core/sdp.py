@@ -164,12 +164,6 @@ def _offset(parts, k):
     return n
 
 
-# Phones repeat their c=, m= (and within a call o=) lines, so what a line
-# says is kept by its bytes: (kind, values, spans relative to the line).
-_LINES = {}
-_CACHE_MAX = 256
-
-
 def _read_line(kind, line):
     """(kind, values, spans) for one c=/o=/m=/a=rtcp: line (see parse_sdp)."""
     # Tokens are split at any white space here, but the rewrite splits at SP
@@ -230,7 +224,6 @@ def parse_sdp(body):
     m_at = dirs.m_at
     spans = s.spans
     media = s.media
-    lines = _LINES
     m = None
     for pos, kind in marks:
         end = body.find(b"\n", pos)
@@ -239,12 +232,7 @@ def parse_sdp(body):
         if end > pos and body[end - 1] == 13:
             end -= 1
         line = body[pos:end]
-        known = lines.get(line)
-        if known is None or known[0] != kind:
-            known = _read_line(kind, line)
-            if len(lines) >= _CACHE_MAX:
-                lines.clear()
-            lines[line] = known
+        known = _read_line(kind, line)
         values = known[1]
         if kind == 0:
             if isinstance(values, str):

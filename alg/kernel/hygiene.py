@@ -5,27 +5,37 @@ conntrack entries behind that still carry the old mapping: a stranger's
 flow started before the far end was known would keep flowing after the
 narrowing and even after the BYE, and a WAN port handed to another device
 while the kernel holds the old device's flow on it crosses two calls'
-audio.  So, for each of the engine's actions, the entries it makes stale
-are deleted over ctnetlink (one persistent socket, one filtered dump and
-one batch of deletes per case, no process):
+audio.  So the entries an action makes stale are deleted over ctnetlink
+(one persistent socket, no process):
 
-  open    a new binding's WAN port: flows another LAN endpoint still has on it
-  move    a media pinhole's far end changed: inbound flows from anyone else
-  close   flows through the binding's WAN port, either way
+  move    a pinhole's admitted far end changed: the old far end's flows go,
+          and when anyone was admitted before (media_from 'any'), every flow
+          from anyone but the new far end
+  close   the binding's flows, both ways
+
+A flow whose two tuples are known (the phone's own ip:port and the far end
+its SDP named) is deleted by its tuple: one hash lookup in the kernel.
+Where a side isn't known (a signalling binding's peers' ports, a far end
+admitted by address only) a filtered dump finds them, which walks the
+whole conntrack hash; so the work is queued by defer() and done by run()
+after the packets' verdicts have gone out, never in front of SIP.  The
+freed WAN port itself rests in the engine (port_reuse_delay) so a stray
+packet of the old flow can't cross into a new one.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Iterable, Optional
+from typing import Iterable, List, Optional
 
 from alg.core import actions as A
 from alg.core.bindings import SIP
 from alg.core.policy import ANYONE
-from alg.kernel.ctnetlink import Conntrack, Match
+from alg.kernel.ctnetlink import Conntrack, Match, Tuple
 from alg.kernel.netlink import NetlinkError
 
 log = logging.getLogger("sipalg")
+UDP = 17
 
 
 class Hygiene:
@@ -33,47 +43,58 @@ class Hygiene:
         self.ct = conntrack or Conntrack()
         self.deleted = 0           # entries deleted so far (status counter)
         self.errors = 0
+        self._pending: List[A.Action] = []
 
     def close(self) -> None:
         self.ct.close()
 
-    def apply(self, actions: Iterable[A.Action], wan_ip: Optional[str]) -> None:
+    def defer(self, actions: Iterable[A.Action]) -> None:
+        """Remember what these actions make stale, for run()."""
+        for a in actions:
+            if a.binding is not None and (a.kind == A.CLOSE or (a.kind == A.MOVE and a.binding.kind != SIP)):
+                self._pending.append(a)
+
+    def run(self, wan_ip: Optional[str]) -> None:
+        pending, self._pending = self._pending, []
         if wan_ip is None:
             return
-        for a in actions:
-            b = a.binding
-            if b is None:
-                continue
+        for a in pending:
             try:
-                if a.kind == A.OPEN:
-                    self._opened(b, wan_ip)
-                elif a.kind == A.MOVE and b.kind != SIP:
-                    self._narrowed(b, wan_ip)
-                elif a.kind == A.CLOSE:
-                    self._closed(b.wan[1], wan_ip)
+                if a.kind == A.MOVE:
+                    self._moved(a.binding, a.old, wan_ip)
+                else:
+                    self._closed(a.binding, wan_ip)
             except (NetlinkError, OSError) as e:
                 self.errors += 1
                 log.debug("conntrack hygiene for %r: %s", a, e)
 
-    def _opened(self, b, wan_ip: str) -> None:
-        port = b.wan[1]
+    def _known(self, b, far, wan_ip: str) -> List[Tuple]:
+        """The two flows of a media binding with a far end known to the port: the phone's, the far end's."""
         lan_ip, lan_port = b.lan
-        ct = self.ct
-        # outbound flows NATed to this port by someone else, inbound ones DNATed elsewhere
-        self.deleted += ct.delete_flows(reply=Match(dst=wan_ip, dport=port),
-                                        keep=lambda f: f.orig.src == lan_ip and f.orig.sport == lan_port)
-        self.deleted += ct.delete_flows(orig=Match(dst=wan_ip, dport=port),
-                                        keep=lambda f: f.reply.src == lan_ip and f.reply.sport == lan_port)
+        return [Tuple(lan_ip, far[0], lan_port, far[1], UDP), Tuple(far[0], wan_ip, far[1], b.wan[1], UDP)]
 
-    def _narrowed(self, b, wan_ip: str) -> None:
-        if b.remote is None or b.remote == ANYONE:
+    def _moved(self, b, old, wan_ip: str) -> None:
+        was = old.remote if old is not None else None
+        if was is None or was == b.remote:
+            return                                      # nobody was let in before: nothing to undo
+        if was == ANYONE or was[1] == 0:
+            keep = b.remote[0] if b.remote is not None and b.remote != ANYONE else None
+            self.deleted += self.ct.delete_flows(orig=Match(dst=wan_ip, dport=b.wan[1]),
+                                                 keep=lambda f: keep is not None and f.orig.src == keep)
             return
-        far = b.remote[0]
-        self.deleted += self.ct.delete_flows(orig=Match(dst=wan_ip, dport=b.wan[1]),
-                                             keep=lambda f: f.orig.src == far)
+        self.deleted += self.ct.delete_all(self._known(b, was, wan_ip))
 
-    def _closed(self, port: int, wan_ip: str) -> None:
+    def _closed(self, b, wan_ip: str) -> None:
         ct = self.ct
+        port = b.wan[1]
+        if b.kind != SIP:
+            if b.remote is None:
+                # nobody was ever let in; the phone's own early flows keep a mapping whose port
+                # rests longer than they live (port_reuse_delay >= the UDP unreplied timeout)
+                return
+            if b.remote != ANYONE and b.remote[1]:
+                self.deleted += ct.delete_all(self._known(b, b.remote, wan_ip))
+                return
         self.deleted += ct.delete_flows(reply=Match(dst=wan_ip, dport=port))
         self.deleted += ct.delete_flows(orig=Match(dst=wan_ip, dport=port))
 

@@ -140,7 +140,7 @@ def test_sdp_odd_spacing_and_directions():
     assert new == (b"v=0\r\no=- 1 1 IN IP4 203.0.113.1\r\nc=IN\tIP4 203.0.113.1\r\na=recvonly\r\n"
                    b"m=audio  7000 RTP/AVP 0\r\na=rtcp:7001  IN IP4 203.0.113.1\r\n"
                    b"m=video 7002 RTP/AVP 96\r\nc=IN IP4 203.0.113.1/127\r\na=inactive\r\n")
-    again = parse_sdp(body)          # the same lines again, from the line cache
+    again = parse_sdp(body)          # the same lines again
     assert again.media[0].direction == b"recvonly" and again.rewrite(
         body, b"10.0.0.2", b"203.0.113.1", {6000: 7000, 6001: 7001, 6002: 7002}) == new
     try:

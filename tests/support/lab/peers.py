@@ -34,7 +34,8 @@ class Alg:
     """`sipalg run` in the router namespace."""
 
     def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg",
-                 env: Optional[Dict[str, str]] = None, config: Optional[str] = None):
+                 env: Optional[Dict[str, str]] = None, config: Optional[str] = None,
+                 python_args: Optional[List[str]] = None):
         """config: a uci file that alone says everything (no --wan-if/--lan-if/--log-level flags),
         so a reload can change any option; else those come as flags."""
         self.lab = lab
@@ -47,6 +48,8 @@ class Alg:
         else:
             self.args = ["--config", config, "--state-dir", self.state_dir, "--table", table] + list(extra)
         self.table = table
+        # how python starts the command line (a benchmark may wrap it: ["-c", "...; alg.cli.main()"])
+        self.python_args = python_args or ["-m", "alg"]
         self.proc: Optional[subprocess.Popen] = None
 
     def start(self, wait: float = 10.0) -> "Alg":
@@ -54,7 +57,7 @@ class Alg:
         status = os.path.join(self.state_dir, "status.json")
         if os.path.exists(status):
             os.unlink(status)
-        self.proc = self.lab.popen(self.lab.rtr, sys.executable, "-m", "alg", "run", *self.args,
+        self.proc = self.lab.popen(self.lab.rtr, sys.executable, *self.python_args, "run", *self.args,
                                    stdout=log, stderr=log, env=dict(_env(), **self.env), cwd=ROOT)
         deadline = time.monotonic() + wait
         while not os.path.exists(status):
