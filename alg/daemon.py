@@ -143,6 +143,7 @@ def setup_logging(level: str) -> None:
 
 class Daemon:
     def __init__(self, settings: options.Settings, flags: Optional[dict] = None):
+        from alg.kernel.cthelper import OffloadGuard
         from alg.kernel.nftables import NftTable, LOCAL_MARK
         self.flags = flags or {}
         self.clock = time.monotonic
@@ -155,6 +156,7 @@ class Daemon:
         self.engine = Engine(site.config)
         self.table = NftTable(site.wan_if, site.lan_if, self.wan_ip, settings.sip_port,
                               settings.queue_num, name=settings.table)
+        self.offload = OffloadGuard()               # keeps SIP flows out of flowtables (alg/kernel/cthelper.py)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, LOCAL_MARK)
         self.stop = False
@@ -172,7 +174,9 @@ class Daemon:
     def start(self) -> None:
         from alg.kernel.queue import PacketQueue
         now = self.clock()
+        self.table.ct_helper = self.offload.start()
         kept = self.table.install(keep_elements=True)
+        self.offload.sweep(self.s.sip_port)
         for b in kept:
             b.expires = now + b.expires
             try:
@@ -196,6 +200,7 @@ class Daemon:
         if self.queue is not None:
             self.queue.close()
         self.table.remove()
+        self.offload.stop()
         self._remove_status()
         log.info("stopped; table %s and queue rules removed", self.s.table)
 
@@ -265,6 +270,7 @@ class Daemon:
         if why:
             self.table.reconfigure(site.wan_if, site.lan_if, s.sip_port, s.queue_num, self.engine.bindings(), now)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
+            self.offload.sweep(s.sip_port)
         if queue is not None:
             old, self.queue = self.queue, queue
             old.close()

@@ -314,7 +314,8 @@ class Builder:
 
     def harness_files(self):
         pats = ["alg/*.py", "alg/*/*.py", "tests/__init__.py", "tests/support/*.py", "tests/support/lab/*.py",
-                "tests/support/lab/scenarios/*", "tests/lab/*.py", "tests/qemu/*.py", "pyproject.toml"]
+                "tests/support/lab/scenarios/*", "tests/lab/*.py", "tests/qemu/*.py", "tests/openwrt/*.nft",
+                "pyproject.toml"]
         return sorted({p for pat in pats for p in glob.glob(os.path.join(ROOT, pat)) if os.path.isfile(p)})
 
     def overlay(self, kernel: dict) -> str:

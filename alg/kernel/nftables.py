@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 import subprocess
-from typing import Iterable, List, Optional, Sequence
+from typing import Iterable, List, Optional, Sequence, Tuple
 
 from alg.core import actions as A
 from alg.core.bindings import Binding
@@ -74,6 +74,9 @@ class NftTable:
         self.iptables = iptables
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
         self.last_failure = ""
+        # a registered userspace conntrack helper (alg.kernel.cthelper) that the table attaches to the
+        # flows its queue rules take, so that no flowtable takes them past the queue; None: none
+        self.ct_helper: Optional[str] = None
 
     # -- the table
 
@@ -89,8 +92,9 @@ class NftTable:
         ports = ", ".join(str(p) for p in self.sip_ports)
         wan = self.wan_ip or "0.0.0.0"
         m = "meta mark set meta mark or 0x%08x" % DNAT_MARK
+        helper, attach = self._helper_rules(wan)
         return f"""table ip {t} {{
-  set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
+{helper}  set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
   map lan2wan {{ type ipv4_addr . inet_service : inet_service; flags timeout; }}
   map sip2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
   map media2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
@@ -107,7 +111,7 @@ class NftTable:
     iifname "{self.lan_if}" oifname "{self.wan_if}" udp dport @sip_ports counter {q}
     iifname "{self.lan_if}" oifname "{self.wan_if}" udp sport @sip_ports counter {q}
   }}
-  chain local_out {{
+{attach}  chain local_out {{
     type filter hook output priority raw; policy accept;
     meta mark 0x{LOCAL_MARK:08x} notrack
   }}
@@ -126,6 +130,28 @@ class NftTable:
     oifname "{self.wan_if}" meta l4proto udp snat ip to {wan} : ip saddr . udp sport map @lan2wan
   }}
 }}
+"""
+
+    def _helper_rules(self, wan: str) -> Tuple[str, str]:
+        """The helper object, and the chains that attach it to each flow the queue rules take (the same
+        matches) on its first packet, after the queue's verdict: a verdict on a packet whose entry
+        already has a userspace helper confirms the entry there and then, before NAT
+        (nf_confirm_cthelper(), see alg/kernel/cthelper.py).  mangle + 5 comes after the iptables
+        NFQUEUE fallback (mangle) too, and before dstnat."""
+        if not self.ct_helper:
+            return "", ""
+        h = 'ct helper set "%s"' % self.ct_helper
+        return f"""  ct helper {self.ct_helper} {{ type "{self.ct_helper}" protocol udp; }}
+""", f"""  chain helper_in {{
+    type filter hook prerouting priority mangle + 5; policy accept;
+    iifname "{self.wan_if}" ip daddr {wan} udp sport @sip_ports {h}
+    iifname "{self.wan_if}" ip daddr {wan} udp dport @sip_wanports {h}
+  }}
+  chain helper_out {{
+    type filter hook forward priority mangle + 5; policy accept;
+    iifname "{self.lan_if}" oifname "{self.wan_if}" udp dport @sip_ports {h}
+    iifname "{self.lan_if}" oifname "{self.wan_if}" udp sport @sip_ports {h}
+  }}
 """
 
     def install(self, keep_elements: bool = False) -> List[Binding]:
