@@ -48,8 +48,9 @@ Helpers are global to the kernel, not per network namespace, and their names
 are shared: registering again updates the one there.  A helper that an
 nftables `ct helper` object still holds can't be deleted (EBUSY: the object's
 reference, nfnetlink_cthelper.c nfnl_cthelper_del() on 6.1-6.18), so the
-table goes first and the helper after; the object's release is deferred to
-a work queue, so the delete is tried again for a moment.  A helper another
+table goes first and the helper after; nf_tables may let the object's
+reference go a moment after the table's delete returns, so the delete is
+tried again for a while.  A helper another
 namespace's table holds stays.  Conntrack entries keep the helper extension
 after the helper is gone (unhelp() only clears the pointer), so they stay
 out of the flowtable until they end.
