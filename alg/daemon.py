@@ -81,6 +81,7 @@ def setup_logging(level: str) -> None:
 class Daemon:
     def __init__(self, settings: options.Settings, flags: Optional[dict] = None):
         from alg.kernel.hygiene import Hygiene
+        from alg.kernel.cthelper import OffloadGuard
         from alg.kernel.nftables import NftTable, LOCAL_MARK
         from alg.kernel.nf_tables import NfTablesMonitor
         from alg.kernel.rtnetlink import Rtnl, RtnlMonitor
@@ -99,6 +100,7 @@ class Daemon:
         self.hygiene = Hygiene()
         self.rtmon = RtnlMonitor()
         self.nftmon = NfTablesMonitor("ip", settings.table)
+        self.offload = OffloadGuard()               # keeps SIP flows out of flowtables (alg/kernel/cthelper.py)
         self.raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, LOCAL_MARK)
         self.stop = False
@@ -122,7 +124,9 @@ class Daemon:
         from alg.kernel.queue import PacketQueue
         now = self.clock()
         self._read_router_ports(now)
+        self.table.ct_helper = self.offload.start()
         kept = self.table.install(keep_elements=True)
+        self.offload.sweep(self.s.sip_port)
         for b in kept:
             b.expires = now + b.expires
             try:
@@ -146,6 +150,7 @@ class Daemon:
         if self.queue is not None:
             self.queue.close()
         self.table.remove()
+        self.offload.stop()
         for closing in (self.hygiene, self.rtmon, self.nftmon, self.rtnl):
             closing.close()
         self._remove_status()
@@ -225,6 +230,7 @@ class Daemon:
             self.table.reconfigure(site.wan_if, site.lan_ifs, s.sip_port, s.queue_num, self.engine.bindings(), now,
                                    inbound_sip=s.inbound_sip, sip_peers=s.sip_peer)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
+            self.offload.sweep(s.sip_port)
         if moved_wan:
             self._follow_wan(now)
         if queue is not None:

@@ -14,8 +14,8 @@ Everything comes from Debian packages (bookworm) and this repository:
            project's .ipk installed the way opkg does it (scripts/opkg-offline:
            data unpacked, control files recorded, postinst run, which enables
            the init script), and the test harness in /opt/sipalg-tests
-           (tests/support with the lab, tests/lab, tests/qemu) for the guest
-           scenarios
+           (tests/support with the lab, tests/lab, tests/qemu, the fw4-shaped
+           ruleset in tests/openwrt) for the guest scenarios
 
 The initramfs is the three compressed cpio archives one after the other (the
 kernel unpacks them in turn), so each stage is cached on its own under
@@ -314,7 +314,8 @@ class Builder:
 
     def harness_files(self):
         pats = ["alg/*.py", "alg/*/*.py", "tests/__init__.py", "tests/support/*.py", "tests/support/lab/*.py",
-                "tests/support/lab/scenarios/*", "tests/lab/*.py", "tests/qemu/*.py", "pyproject.toml"]
+                "tests/support/lab/scenarios/*", "tests/lab/*.py", "tests/qemu/*.py", "tests/openwrt/*.nft",
+                "pyproject.toml"]
         return sorted({p for pat in pats for p in glob.glob(os.path.join(ROOT, pat)) if os.path.isfile(p)})
 
     def overlay(self, kernel: dict) -> str:

@@ -14,7 +14,7 @@ MKCONFIG = os.path.join(REPO, "board", "mkconfig")
 SHIPPED = os.path.join(REPO, "openwrt", "sipalg", "files", "sipalg.config")
 MODELS = ("rpi", "rpi-2", "rpi-3", "rpi-4", "rpi-5")
 NEEDED = ("sipalg", "luci-app-sipalg", "python3-light", "python3-logging", "kmod-nft-queue",
-          "kmod-nfnetlink-queue", "kmod-nft-nat", "conntrack", "kmod-usb-net-rtl8152",
+          "kmod-nfnetlink-queue", "kmod-nft-nat", "kmod-nfnetlink-cthelper", "kmod-nf-conntrack-netlink", "kmod-usb-net-rtl8152",
           "kmod-usb-net-asix-ax88179", "kmod-usb-net-cdc-ether", "luci")
 
 

@@ -81,7 +81,8 @@ def test_sipalg_control_fields_conffiles_and_scripts(built, tmp_path):
     c = _control(os.path.join(d, "control", "control"))
     assert c["Package"] == "sipalg" and c["Architecture"] == "all"
     deps = [x.strip() for x in c["Depends"].split(",")]
-    for dep in ("python3-light", "python3-logging", "nftables-json", "kmod-nft-queue", "kmod-nfnetlink-queue"):
+    for dep in ("python3-light", "python3-logging", "nftables-json", "kmod-nft-queue", "kmod-nfnetlink-queue",
+                "kmod-nfnetlink-cthelper"):
         assert dep in deps
     assert all(not dep.startswith("+") for dep in deps)
     size = sum(os.path.getsize(os.path.join(dp, f)) for dp, _, fs in os.walk(os.path.join(d, "data")) for f in fs)

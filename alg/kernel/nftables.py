@@ -99,6 +99,9 @@ class NftTable:
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
         self.nl: Optional[NfTables] = None
         self.last_failure = ""
+        # a registered userspace conntrack helper (alg.kernel.cthelper) that the table attaches to the
+        # flows its queue rules take, so that no flowtable takes them past the queue; None: none
+        self.ct_helper: Optional[str] = None
 
     # -- the table
 
@@ -115,19 +118,16 @@ class NftTable:
         ports = ", ".join(str(p) for p in self.sip_ports)
         wan = self.wan_ip or "0.0.0.0"
         w = '"%s"' % self.wan_if
-        lans = _names(self.lan_ifs)
         m = "meta mark set meta mark or 0x%08x" % DNAT_MARK
         peers = ", ".join(self.sip_peers)
         any_peer = "elements = { %s }; " % peers if peers else ""
-        if self.inbound_sip == "any":
-            admit_in = ["udp dport @sip_wanports"]
-        else:
-            admit_in = ["udp dport . ip saddr @sip_peer", "ip saddr @sip_peer_any udp dport @sip_wanports"]
-        queue_in = "".join("    iifname %s ip daddr %s %s counter %s\n" % (w, wan, a, q) for a in admit_in)
-        dnat_sip = "".join("    iifname %s ip daddr %s %s %s dnat ip to udp dport map @sip2lan\n" % (w, wan, a, m)
-                           for a in admit_in)
+        match_in, match_out = self._matches(wan)
+        queue_in = "".join("    %s counter %s\n" % (mt, q) for mt in match_in)
+        queue_out = "".join("    %s counter %s\n" % (mt, q) for mt in match_out)
+        dnat_sip = "".join("    %s %s dnat ip to udp dport map @sip2lan\n" % (mt, m) for mt in match_in)
+        helper, attach = self._helper_rules(match_in, match_out)
         return f"""table ip {t} {{
-  set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
+{helper}  set sip_ports {{ type inet_service; elements = {{ {ports} }}; }}
   map lan2wan {{ type ipv4_addr . inet_service : inet_service; flags timeout; }}
   map sip2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
   set sip_wanports {{ type inet_service; flags timeout; }}
@@ -143,10 +143,8 @@ class NftTable:
   }}
   chain queue_out {{
     type filter hook forward priority mangle - 10; policy accept;
-    iifname {lans} oifname {w} udp dport @sip_ports counter {q}
-    iifname {lans} oifname {w} udp sport @sip_ports counter {q}
-  }}
-  chain local_out {{
+{queue_out}  }}
+{attach}  chain local_out {{
     type filter hook output priority raw; policy accept;
     meta mark 0x{LOCAL_MARK:08x} notrack
   }}
@@ -170,6 +168,39 @@ class NftTable:
         if self.nl is None:
             self.nl = NfTables("ip", self.name)
         return self.nl
+
+    def _matches(self, wan: str) -> Tuple[List[str], List[str]]:
+        """What SIP the table takes: from the WAN side what the bindings admit (their peers, the
+        user's sip_peers, or anyone with inbound_sip 'any'), from the LAN side all of it."""
+        w = '"%s"' % self.wan_if
+        if self.inbound_sip == "any":
+            admit = ["udp dport @sip_wanports"]
+        else:
+            admit = ["udp dport . ip saddr @sip_peer", "ip saddr @sip_peer_any udp dport @sip_wanports"]
+        lans = _names(self.lan_ifs)
+        return (["iifname %s ip daddr %s %s" % (w, wan, a) for a in admit],
+                ["iifname %s oifname %s udp dport @sip_ports" % (lans, w),
+                 "iifname %s oifname %s udp sport @sip_ports" % (lans, w)])
+
+    def _helper_rules(self, match_in: List[str], match_out: List[str]) -> Tuple[str, str]:
+        """The helper object, and the chains that attach it to each flow the queue rules take (the same
+        matches) on its first packet, after the queue's verdict: a verdict on a packet whose entry
+        already has a userspace helper confirms the entry there and then, before NAT
+        (nf_confirm_cthelper(), see alg/kernel/cthelper.py).  mangle + 5 comes after the iptables
+        NFQUEUE fallback (mangle) too, and before dstnat."""
+        if not self.ct_helper:
+            return "", ""
+        h = 'ct helper set "%s"' % self.ct_helper
+        rules_in = "".join("    %s %s\n" % (mt, h) for mt in match_in)
+        rules_out = "".join("    %s %s\n" % (mt, h) for mt in match_out)
+        return f"""  ct helper {self.ct_helper} {{ type "{self.ct_helper}" protocol udp; }}
+""", f"""  chain helper_in {{
+    type filter hook prerouting priority mangle + 5; policy accept;
+{rules_in}  }}
+  chain helper_out {{
+    type filter hook forward priority mangle + 5; policy accept;
+{rules_out}  }}
+"""
 
     def install(self, keep_elements: bool = False) -> List[Binding]:
         """Create the table (replacing ours if there); returns the bindings it held if keep_elements

@@ -5,8 +5,9 @@ directory's fixtures: the router is the VM itself, the daemon is the
 package's /usr/sbin/sipalg started by /etc/init.d/sipalg after a uci edit,
 and every test first checks that SIP is queued by an nft `queue` statement
 (the Debian 6.1 kernel has nft_queue; the host lab falls back to iptables).
-Then what only a VM can show: the package as opkg left it, and switching
-the service off and on with uci.
+Then what only a VM can show: the package as opkg left it, switching the
+service off and on with uci, and calls through fw4 with flow offloading on
+(the host kernel has neither flowtables nor userspace conntrack helpers).
 """
 import importlib.util
 import json
@@ -15,8 +16,14 @@ import re
 import signal
 import time
 
+import pytest
+
+from alg.kernel import cthelper
+from alg.kernel.ctnetlink import Conntrack, Match
+from tests.support.fw4 import fw4_ruleset
 from tests.support.lab.messages import options_through
-from tests.support.lab.netns import ROUTER_WAN
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send, rtp_send_bg
 from tests.support.need import need
 from tests.support.vm import INIT, VM_MARKER, sh, uci_set
 
@@ -185,3 +192,158 @@ def test_procd_emulation_keeps_procds_semantics():
     finally:
         sh("/etc/init.d/vmdummy", "stop", check=False)
         os.unlink("/etc/init.d/vmdummy")
+
+
+# -- flow offloading: fw4 with `option flow_offloading '1'` over the lab's devices
+
+FW4_INCLUDE = "/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft"      # as the package installed it
+
+
+@pytest.fixture
+def fw4_offload(lab):
+    """fw4's ruleset as it renders software flow offloading (a flowtable over br0 and wan0, `flow offload
+    @ft` first in forward, policy drop), with the package's forward_wan include."""
+    lab.nft(lab.rtr, "add table inet fw4\ndelete table inet fw4\n"
+            + fw4_ruleset(lab.lan_if, lab.wan_if, [FW4_INCLUDE], offload=True))
+    yield
+    sh("nft", "delete", "table", "inet", "fw4", check=False)
+
+
+def _flows(**orig):
+    ct = Conntrack()
+    try:
+        return ct.flows(orig=Match(**orig))
+    finally:
+        ct.close()
+
+
+def _conntrack_list() -> str:
+    return sh("conntrack", "-L", "-p", "udp", check=False).stdout
+
+
+def _offloaded(seconds, **orig):
+    """The entries whose original tuple matches, once one of them is in the flowtable (or at the deadline)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        flows = _flows(**orig)
+        if any(f.status & cthelper.IPS_OFFLOAD for f in flows) or time.monotonic() > deadline:
+            return flows
+        time.sleep(0.2)
+
+
+def _assert_sip_kept_out(flows, table):
+    """SIP entries: our helper attached (so nft_flow_offload_eval() skips them), never offloaded."""
+    assert flows, table
+    for f in flows:
+        assert f.status & cthelper.IPS_HELPER and not f.status & cthelper.IPS_OFFLOAD, (f, table)
+    listed = 0
+    for line in table.splitlines():
+        m = re.search(r"sport=(\d+) dport=(\d+)", line)          # the original tuple comes first
+        if m and "5060" in m.groups():
+            assert "helper=%s" % cthelper.NAME in line and "OFFLOAD]" not in line, table
+            listed += 1
+    assert listed >= len(flows), table
+
+
+def _media_wan_port(alg, lan, seconds):
+    """The WAN port of the media pinhole that DNATs to `lan`, once the SDP has opened it."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        for key, data in alg.kernel_table().get("media2lan", []):
+            if data == {"concat": list(lan)}:
+                return key["elem"]["val"] if isinstance(key, dict) else key
+        time.sleep(0.2)
+    raise AssertionError("no media pinhole to %s:%d" % lan)
+
+
+def _requests(packets, method):
+    return [p for p in packets if p[4].startswith(method + b" ")]
+
+
+def test_offloading_outbound_call_sip_stays_with_the_alg_media_in_the_flowtable(lab, fw4_offload, alg, logdir):
+    wan = Capture(lab, lab.wan, "eth0", logdir + "/wan.pcap")
+    echo = RtpEcho(lab, lab.wan, SERVER, 20000, 10)
+    uas = Sipp(lab, lab.wan, "uas.xml", SERVER, logdir, rtp=20000, name="uas").start()
+    time.sleep(0.3 * SLOW)
+    uac = Sipp(lab, lab.ph1, "uac.xml", PHONES[0], logdir, remote="%s:5060" % SERVER, rtp=6000,
+               duration_ms=5000, name="uac").start()
+    time.sleep(1.0 * SLOW)
+    sender = rtp_send_bg(lab, lab.ph1, (PHONES[0], 6000), (SERVER, 20000), 150)
+    media = _offloaded(15, src=PHONES[0], sport=6000)
+    table = _conntrack_list()
+    print(table)
+    assert media and all(f.status & cthelper.IPS_OFFLOAD for f in media), table      # media: the fast path
+    _assert_sip_kept_out(_flows(src=PHONES[0], sport=5060), table)
+    rtp = json.loads(sender.communicate(timeout=60)[0])
+    assert uac.wait() == 0 and uas.wait() == 0
+    assert rtp["received"] == 150 and echo.result() == {"%s:6000" % ROUTER_WAN: 150}
+    # every request of the call, the ones after the flow was established too, was rewritten
+    pk = wan.packets()
+    for method in (b"INVITE", b"ACK", b"BYE"):
+        sent = _requests(pk, method)
+        assert sent and all(b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in p[4] for p in sent), method
+    sip = b"".join(p[4] for p in pk if 5060 in (p[1], p[3]))
+    assert PHONES[0].encode() not in re.sub(rb"Call-ID: [^\r]*", b"", sip)
+    _assert_sip_kept_out(_flows(src=PHONES[0], sport=5060), _conntrack_list())
+
+
+def test_offloading_incoming_call_after_conntrack_timeout(lab, fw4_offload, alg, logdir):
+    lab.set_udp_timeouts(10, 15)
+    Kamailio(lab, logdir).start()
+    reg = Sipp(lab, lab.ph1, "register.xml", PHONES[0], logdir, remote="%s:5060" % SERVER, name="reg",
+               extra=["-key", "expires", "600"])
+    reg.args[reg.args.index("-s") + 1] = "alice"
+    assert reg.start().wait() == 0
+    time.sleep(30)                                          # silence: conntrack forgets the phone
+    assert PHONES[0] not in _conntrack_list()
+    lan = Capture(lab, lab.ph1, "eth0", logdir + "/lan.pcap")
+    wan = Capture(lab, lab.wan, "eth0", logdir + "/wan.pcap")
+    phone = Sipp(lab, lab.ph1, "uas.xml", PHONES[0], logdir, rtp=6000, name="uas-alice")
+    phone.args[phone.args.index("-s") + 1] = "alice"
+    phone.start()
+    time.sleep(0.5 * SLOW)
+    caller = Sipp(lab, lab.wan, "uac.xml", SERVER, logdir, remote="%s:5060" % SERVER, port=5070, rtp=25070,
+                  duration_ms=6000, name="caller")
+    caller.args[caller.args.index("-s") + 1] = "alice"
+    caller.start()
+    # the far end's audio comes in through the pinhole the phone's answer opened, and is answered
+    port = _media_wan_port(alg, (PHONES[0], 6000), 20 * SLOW)
+    echo = RtpEcho(lab, lab.ph1, PHONES[0], 6000, 6)
+    rtp = rtp_send(lab, lab.wan, (SERVER, 25070), (ROUTER_WAN, port), 100)
+    media = _offloaded(10, src=SERVER, sport=25070, dport=port)
+    table = _conntrack_list()
+    print(table)
+    assert rtp["received"] == 100 and echo.result() == {"%s:25070" % SERVER: 100}
+    assert media and all(f.status & cthelper.IPS_OFFLOAD and f.status & cthelper.IPS_DST_NAT for f in media), table
+    _assert_sip_kept_out(_flows(src=SERVER, sport=5060, dst=ROUTER_WAN), table)
+    assert caller.wait() == 0 and phone.wait() == 0
+    # the in-dialog requests reached the phone mapped back to it: the ALG still saw them
+    got = lan.packets()
+    for method in (b"INVITE", b"ACK", b"BYE"):
+        reqs = _requests(got, method)
+        assert reqs, method
+        for p in reqs:
+            line = p[4].split(b"\r\n", 1)[0]
+            assert PHONES[0].encode() in line and ROUTER_WAN.encode() not in line, line
+    answer = [p for p in wan.packets() if p[4].startswith(b"SIP/2.0 200") and b"INVITE" in p[4]]
+    assert answer and all(PHONES[0].encode() not in p[4] for p in answer)
+
+
+def test_offload_helper_accepts_everything_and_goes_with_the_service(lab, alg):
+    helpers = cthelper.UserspaceHelpers()
+    try:
+        h = helpers.get(cthelper.NAME)
+        # registered "not configured": nfnl_userspace_cthelper() accepts every packet, queues none
+        assert h == cthelper.Helper(cthelper.NAME, cthelper.NFPROTO_IPV4, cthelper.IPPROTO_UDP, 0,
+                                    cthelper.NFCT_HELPER_STATUS_DISABLED, 0), h
+        # attached, after the queue's verdict, to what the queue rules take
+        table = sh("nft", "list", "table", "ip", alg.table).stdout
+        attach = [l.strip() for l in table.splitlines() if 'ct helper set "%s"' % cthelper.NAME in l]
+        queued = [re.sub(r" counter packets \d+ bytes \d+ queue .*", "", r) for r in alg.queue_rules()]
+        assert sorted(l.replace(' ct helper set "%s"' % cthelper.NAME, "") for l in attach) == sorted(queued), table
+        alg.disable()
+        assert helpers.get(cthelper.NAME) is None                # the table went first, then the helper
+        assert "sipalg" not in sh("nft", "list", "tables").stdout
+    finally:
+        helpers.close()
+
