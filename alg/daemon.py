@@ -261,6 +261,7 @@ class Daemon:
         if self.nftmon.removed(events) and not self.table.present():
             now = self.clock()
             self.table.rebuild(self.engine.bindings(), now)
+            self.offload.sweep(self.s.sip_port)
             log.warning("table %s was removed from the kernel: re-installed with %d bindings",
                         self.s.table, len(self.engine.bindings()))
         if any(e.table != self.s.table for e in events):
