@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         print("  %-4s %-16s <-> %-18s %s" % (b["kind"], b["lan"], b["wan"],
                                                ("from " + b["remote"]) if b["remote"] else "any remote"))
     for r in during["registrations"]:
-        print("  registration %s: %s <-> %s, %d s left" % (r["aor"], r["lan"], r["wan"], r["expires_in"]))
+        print("  registration %s: %s <-> %s, %d s left" % (r["aor"], r["lan"], r["wan"],
+                                                             r["expires"] - during["now"]))
     print(DIVIDER)
     to_server = sum(seen.values())
     print("RTP phone -> server: %d of %d packets arrived, from %s" % (to_server, rtp["sent"], ", ".join(seen) or "-"))
