@@ -288,6 +288,21 @@ def test_status_view_shows_what_the_daemon_holds(tmp_path):
     assert "Not running" not in text
 
 
+def test_status_view_says_which_lists_are_cut_to_their_first_entries(tmp_path):
+    """At scale the status holds the first entries of each list beside the total: the page says so
+    under the tables it cuts, and the Overview counts the totals."""
+    st = running_status()
+    st["totals"].update(registrations=10000, pinholes=6000, calls=3000, calls_early=40)
+    rep = run_view(tmp_path, STATUS_JS, "status", {"rpc": {"luci.sipalg.status": st}})
+    text = rep["text"]
+    assert "The first 1 of 10000 are shown." in text and "The first 2 of 6000 are shown." in text
+    assert "The first 1 of 3000 are shown." in text
+    assert "of 1 are shown" not in text                          # signalling bindings: all of them
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": st}, "uci": {"sipalg": {"main": {"enabled": "1"}}}})
+    assert "Registered phones | 10000" in rep["text"] and "Calls | 3000 (40 being set up)" in rep["text"]
+
+
 def test_status_view_says_why_no_daemon_runs_and_recovers(tmp_path):
     down = {"running": False, "error": "sipalg status: no daemon running (no status in /var/run/sipalg)"}
     rep = run_view(tmp_path, STATUS_JS, "status",
