@@ -26,6 +26,7 @@ from typing import List, Optional
 from alg.core import actions as A
 from alg.core import events as E
 from alg.core.addr import Network, norm_ip
+from alg.core.call_states import CONFIRMED
 from alg.core.config import Config
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import options
@@ -388,7 +389,7 @@ class Daemon:
             "queue_counters": dict(self.queue.counters) if self.queue else {},
             "counters": dict(e.counters, nft_failures=self.nft_failures, **self.counters),
             "totals": {"registrations": len(regs), "calls": len(calls),
-                       "calls_early": sum(1 for c in calls if c.state != "confirmed"),
+                       "calls_early": sum(1 for c in calls if c.state != CONFIRMED),
                        "bindings": n_sip, "pinholes": len(bindings) - n_sip},
             "registrations": [{"aor": wire_text(r.aor), "lan": "%s:%d" % r.lan, "wan": "%s:%d" % r.wan,
                                "expires": wall(r.expires_at)} for r in regs[:LIST_LIMIT]],

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = ("Show the registrations, calls, bindings and pinholes (with remaining lifetimes) "
                      "and the counters of the running sipalg daemon. Exits 1 when none is running.")
     p.add_argument("--state-dir", default=DEFAULT_STATE_DIR, help="the daemon's --state-dir")
-    p.add_argument("--json", action="store_true", help="print the raw JSON")
+    p.add_argument("--json", action="store_true",
+                   help="print the status file's JSON, with running and now added (what the LuCI plugin answers)")
 
 
 def header(pid: int, written: int) -> str:

@@ -39,11 +39,13 @@ def wire_text(raw: bytes) -> str:
 
 
 class StatusFile:
-    def __init__(self, state_dir: str, clock: Callable[[], float]):
+    def __init__(self, state_dir: str, clock: Callable[[], float], wall_clock: Callable[[], float] = time.time):
+        """clock: the daemon's monotonic clock, which `now` comes from; wall_clock: the one readers have."""
         self.state_dir = state_dir
         self.clock = clock
+        self.wall_clock = wall_clock
         self.started = clock()
-        self.offset = time.time() - self.started
+        self.offset = wall_clock() - self.started
         self.writes = 0                 # files written, and attempts that failed (tests, benchmarks)
         self.failures = 0
         self._key: Hashable = None      # the key of what the file shows (None: build at the next chance)
@@ -75,7 +77,7 @@ class StatusFile:
 
     def publish(self, now: float, key: Hashable, build: Callable[[float], dict]) -> None:
         """Write the status if it changed (build(now) makes the document); cheap when it didn't."""
-        offset = time.time() - self.clock()         # not `now`: a long turn of the loop is no clock step
+        offset = self.wall_clock() - self.clock()   # not `now`: a long turn of the loop is no clock step
         if abs(offset - self.offset) > 1.0:         # the wall clock was set: every absolute time moves
             self.offset = offset
             self._key = None

@@ -3,11 +3,11 @@
     sudo python3 bench/start_bench.py [RUNS] [--python /usr/bin/python3]
 
 The package's tree (/usr/lib/sipalg, from the feed Makefile's install recipe, as `make ipk`
-stages it) twice in a temporary root: once as installed (sources only, as OpenWrt's python, which
-never writes bytecode, runs it until the install script compiles it) and once after the install
-script's `python3 -m compileall` (its __pycache__).  Each run starts `sipalg run` in a lab
+stages it) twice in a temporary root: once as the package holds it (sources only: what a first
+start compiles, and every start where python3 can't write __pycache__) and once after the install
+script's `python3 -m compileall` (91-sipalg-bytecode).  Each run starts `sipalg run` in a lab
 router namespace (tests/support/lab) the way /usr/sbin/sipalg does, with PYTHONDONTWRITEBYTECODE
-set, and times from the process's start to its first status publish (status.json appears: the
+set (so the first tree stays without bytecode), and times from the process's start to its first status publish (status.json appears: the
 table is installed, the queue bound), and the CPU the daemon's process used until then
 (/proc/PID/schedstat; the `nft -f` it starts for the table is not in it); then SIGTERM.  Runs
 alternate between the two trees.  Prints min, median and max of the wall time per tree.
