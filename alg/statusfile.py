@@ -73,7 +73,9 @@ class StatusFile:
         """Seconds until publish() has something to do (the loop's select may sleep no longer)."""
         if self._pending:
             return max(0.0, self._built + MIN_INTERVAL - now)
-        return max(0.0, self._built + (RETRY if self._failing else HEARTBEAT) - now)
+        if self._failing:
+            return max(0.0, self._built + RETRY - now)
+        return max(0.0, self._written + HEARTBEAT - now)
 
     def publish(self, now: float, key: Hashable, build: Callable[[float], dict]) -> None:
         """Write the status if it changed (build(now) makes the document); cheap when it didn't."""
