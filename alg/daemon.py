@@ -5,14 +5,14 @@ interfaces the packet crosses), verdicts out, the engine's actions carried
 out in the kernel (one netlink batch of elements per packet at most, and
 the conntrack entries they make stale deleted) before the verdict, timers
 driven from a monotonic clock, the WAN address and our table followed as
-the kernel reports changes, state written for `sipalg status`.  Nothing
+the kernel reports changes, status published for `sipalg status` and LuCI
+(alg/statusfile.py).  Nothing
 here starts a process per packet.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import logging.handlers
 import os
@@ -26,11 +26,14 @@ from typing import Dict, Optional
 from alg.core import actions as A
 from alg.core import events as E
 from alg.core.addr import norm_ip
+from alg.core.call_states import CONFIRMED
 from alg.core.engine import Engine, IN, OUT, DROP
 from alg import options
 from alg.leds import StatusLeds
 from alg.packet import build_udp, parse_udp, with_payload
 from alg.site import Site
+from alg.status import LIST_LIMIT
+from alg.statusfile import StatusFile, wire_text
 
 log = logging.getLogger("sipalg")
 
@@ -105,7 +108,7 @@ class Daemon:
         self.raw.setsockopt(socket.SOL_SOCKET, SO_MARK, LOCAL_MARK)
         self.stop = False
         self.reload = False
-        self.started = time.time()
+        self.published = StatusFile(settings.state_dir, self.clock)
         self.nft_failures = 0
         # media_queued: datagrams on a media binding's port that reached us; the
         # queue rules only take SIP, so this must stay 0 (tests check it).
@@ -137,7 +140,6 @@ class Daemon:
             log.info("picked up %d bindings left in the kernel table", len(kept))
         self._kernel_helper_off()
         self.queue = PacketQueue(self.s.queue_num, self.on_packet)
-        os.makedirs(self.s.state_dir, exist_ok=True)
         self.leds.start()
         log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
                  self.site.wan_if, self.wan_ip or "no address yet",
@@ -164,6 +166,7 @@ class Daemon:
                 now = self.clock()
                 deadline = self.engine.next_deadline()
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
+                wait = min(wait, self.published.wait(now))
                 try:
                     ready, _, _ = select.select([self.queue, self.rtmon, self.nftmon], [], [], wait)
                 except InterruptedError:
@@ -186,8 +189,8 @@ class Daemon:
                     self._read_router_ports(now)
                 if now - last_tick >= 1.0:
                     last_tick = now
-                    self.write_status(now)
                     self.leds.update(self.engine, self.wan_ip, self.nft_failures, now)
+                self.write_status(now)
                 if self.reload:
                     self.reload = False
                     self._reload()
@@ -217,9 +220,7 @@ class Daemon:
         setup_logging(s.log_level)
         self.engine.configure(site.config)
         self.leds = self.leds.reconfigure(site.leds)
-        if s.state_dir != self.s.state_dir:
-            os.makedirs(s.state_dir, exist_ok=True)
-            self._remove_status()
+        self.published.relocate(s.state_dir)
         rebuild = [o.name for o in changed if o.reload == options.REBUILD]
         if (site.wan_if, site.lan_ifs) != (self.site.wan_if, self.site.lan_ifs):
             rebuild.append("devices %s/%s" % (site.wan_if, ",".join(site.lan_ifs)))
@@ -377,14 +378,33 @@ class Daemon:
 
     # -- status
 
+    def _status_key(self) -> tuple:
+        """What status() shows changes only with one of these (all cheap: every loop turn reads them).
+
+        A packet moves the engine's counters, an expiry the next timer; anything else that
+        changes what status() shows must call self.published.touch()."""
+        e, q = self.engine, self.queue
+        return (tuple(e.counters.values()), tuple(self.counters.values()), self.nft_failures,
+                tuple(self.refused.values()), self.hygiene.deleted,
+                len(e.registrations), len(e.dialogs), e.next_deadline(), self.wan_ip,
+                self.site.wan_if, self.site.lan_if, self.table.use_nft_queue, tuple(self.leds.describe().items()),
+                (q.backend, tuple(q.counters.values())) if q is not None else None)
+
     def status(self, now: float) -> dict:
-        e = self.engine
-        def left(t):
-            return round(t - now, 1)
+        """The document status.json holds after its first line (alg/status.py): summaries, counters
+        and the first LIST_LIMIT entries of each list beside its total, times as wall-clock seconds."""
+        e, wall = self.engine, self.published.wall
+        regs, calls = e.registrations.all(), e.dialogs.all()
+        bindings, sip, media, n_sip = e.bindings(), [], [], 0
+        for b in bindings:
+            if b.kind == "sip":
+                n_sip += 1
+                if len(sip) < LIST_LIMIT:
+                    sip.append(b)
+            elif len(media) < LIST_LIMIT:
+                media.append(b)
         return {
-            "pid": os.getpid(),
-            "started": self.started,
-            "written": time.time(),
+            "started": wall(self.published.started),
             "wan_if": self.site.wan_if, "lan_if": self.site.lan_if, "wan_ip": self.wan_ip,
             "queue": "nft" if self.table.use_nft_queue else "iptables",
             "leds": self.leds.describe(),
@@ -393,31 +413,28 @@ class Daemon:
             "counters": dict(e.counters, nft_failures=self.nft_failures, conntrack_deleted=self.hygiene.deleted,
                              **self.counters),
             "refused": dict(self.refused),
-            "registrations": [{"aor": r.aor.decode(errors="replace"), "lan": "%s:%d" % r.lan,
-                               "wan": "%s:%d" % r.wan, "expires_in": left(r.expires_at)}
-                              for r in e.registrations.all()],
-            "calls": [{"call_id": c.call_id.decode(errors="replace"), "phone": c.phone,
+            "totals": {"registrations": len(regs), "calls": len(calls),
+                       "calls_early": sum(1 for c in calls if c.state != CONFIRMED),
+                       "bindings": n_sip, "pinholes": len(bindings) - n_sip},
+            "registrations": [{"aor": wire_text(r.aor), "lan": "%s:%d" % r.lan, "wan": "%s:%d" % r.wan,
+                               "expires": wall(r.expires_at)} for r in regs[:LIST_LIMIT]],
+            "calls": [{"call_id": wire_text(c.call_id), "phone": c.phone,
                        "direction": "out" if c.outgoing else "in", "state": c.state,
                        "media": ["%s:%d" % leg.rtp.lan for leg in c.legs.values()],
-                       "expires_in": left(c.deadline)} for c in e.dialogs.all()],
+                       "expires": wall(c.deadline)} for c in calls[:LIST_LIMIT]],
             "bindings": [{"kind": b.kind, "lan": "%s:%d" % b.lan, "wan": "%s:%d" % (b.wan[0] or "?", b.wan[1]),
                           "remote": ("%s:%d" % b.remote) if b.remote else None, "peers": list(b.peers),
-                          "expires_in": left(b.expires)}
-                         for b in sorted(e.bindings(), key=lambda b: b.wan[1])],
+                          "expires": wall(b.expires)}
+                         for b in sip + media],
         }
 
     def _remove_status(self) -> None:
-        try:
-            os.unlink(os.path.join(self.s.state_dir, "status.json"))
-        except OSError:
-            pass
+        self.published.remove()
 
     def write_status(self, now: float) -> None:
-        path = os.path.join(self.s.state_dir, "status.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.status(now), f)
-        os.replace(tmp, path)
+        """Publish status.json if what it shows changed: cheap to call on every turn of the loop,
+        and a file that can't be written is a warning (alg/statusfile.py), never the end."""
+        self.published.publish(now, self._status_key(), self.status)
 
 
 def run(args: argparse.Namespace) -> int:

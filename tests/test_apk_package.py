@@ -322,5 +322,12 @@ def test_scripts_enable_and_disable_the_service_in_a_throwaway_root(pkgs, tmp_pa
     assert os.readlink(root / "etc/rc.d/K10sipalg") == "../init.d/sipalg"
     run("post-upgrade")
     assert os.path.islink(root / "etc/rc.d/S95sipalg")
+    # an image's first boot compiles the bytecode (91-sipalg-bytecode); pre-deinstall takes it back
+    r = subprocess.run(["sh", str(root / "etc/uci-defaults/91-sipalg-bytecode")], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+    caches = [d for d, _, _ in os.walk(root / "usr/lib/sipalg") if d.endswith("__pycache__")]
+    assert len(caches) == 3
     run("pre-deinstall")
     assert os.listdir(root / "etc/rc.d") == []
+    assert not [d for d, _, _ in os.walk(root / "usr/lib/sipalg") if d.endswith("__pycache__")]

@@ -3,6 +3,7 @@ every command's arguments.  `sipalg status` runs every 5 s from the LuCI page, s
 load the engine, the daemon or the kernel side (issue 9)."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -24,17 +25,20 @@ def _sipalg(*args):
     return json.loads(last), r.stdout, r.stderr
 
 
-def _state(tmp_path):
-    """A status.json as a running daemon writes it (this process stands in for the daemon's pid)."""
-    st = {"pid": os.getpid(), "started": time.time() - 60, "written": time.time(), "wan_if": "eth1",
-          "lan_if": "br-lan", "wan_ip": "203.0.113.1", "queue": "nft", "leds": {}, "queue_backend": "netlink",
-          "queue_counters": {}, "counters": {"queued": 3, "rewritten": 3},
-          "registrations": [{"aor": "<sip:a@203.0.113.10>", "lan": "10.0.0.2:5060", "wan": "203.0.113.1:5060",
-                             "expires_in": 598.5}],
-          "calls": [], "bindings": [{"kind": "sip", "lan": "10.0.0.2:5060", "wan": "203.0.113.1:5060",
-                                     "remote": None, "expires_in": 628.5}]}
-    (tmp_path / "status.json").write_text(json.dumps(st))
-    return st
+def _state(tmp_path, registrations=1):
+    """A status.json as a running daemon publishes it (this process stands in for the daemon's pid)."""
+    now = int(time.time())
+    doc = {"started": now - 60, "wan_if": "eth1", "lan_if": "br-lan", "wan_ip": "203.0.113.1", "queue": "nft",
+           "leds": {}, "queue_backend": "netlink", "queue_counters": {}, "counters": {"queued": 3, "rewritten": 3},
+           "totals": {"registrations": registrations, "calls": 0, "calls_early": 0, "bindings": 1, "pinholes": 0},
+           "registrations": [{"aor": "<sip:a@203.0.113.10>", "lan": "10.0.0.2:5060", "wan": "203.0.113.1:5060",
+                              "expires": now + 598}],
+           "calls": [], "bindings": [{"kind": "sip", "lan": "10.0.0.2:5060", "wan": "203.0.113.1:5060",
+                                      "remote": None, "expires": now + 628}]}
+    body = json.dumps(doc)
+    head = '{"pid": %d, "written": %d, "fresh_until": %d,\n' % (os.getpid(), now, now + 180)
+    (tmp_path / "status.json").write_text(head + body[1:])
+    return dict(doc, pid=os.getpid(), written=now, fresh_until=now + 180)
 
 
 def test_status_imports_neither_engine_nor_daemon_nor_kernel(tmp_path):
@@ -46,6 +50,18 @@ def test_status_imports_neither_engine_nor_daemon_nor_kernel(tmp_path):
     assert "alg.status" in got["modules"] and "alg.options" in got["modules"]
     heavy = [m for m in got["modules"] if m.startswith(HEAVY)]
     assert heavy == [], "sipalg status imported %s" % heavy
+
+
+def test_status_text_reads_lifetimes_against_now_and_says_what_is_cut(tmp_path):
+    """Expiries are absolute in the file: the text shows what is left; a cut list says how many there are."""
+    _state(tmp_path, registrations=10000)
+    got, out, err = _sipalg("status", "--state-dir", str(tmp_path))
+    assert got["rc"] == 0, err
+    assert re.search(r"sipalg pid %d, up 6[01]s, WAN eth1 203.0.113.1, queue via nft \(netlink backend\)" % os.getpid(),
+                     out), out
+    assert "registrations (10000, the first 1 shown):" in out
+    assert re.search(r"<sip:a@203.0.113.10> +10.0.0.2:5060 -> 203.0.113.1:5060  59[78]s left", out), out
+    assert "signalling bindings (1):" in out and re.search(r"62[78]s left", out) and "media pinholes (0):" in out
 
 
 def test_status_without_daemon_imports_no_engine_either(tmp_path):

@@ -20,11 +20,11 @@ import time
 
 import pytest
 
-from alg import daemon, leds, options, uci
+from alg import daemon, leds, options, status, statusfile, uci
 from tests.support import ROOT
 from tests.support.luci import (APP, OVERVIEW_JS, PLUGIN, SETTINGS_JS, STATUS_JS, VIEWS, run_plugin, run_view,
                                 sipalg_command)
-from tests.support.need import need
+from tests.support.need import need, need_tools
 
 MENU = os.path.join(APP, "root", "usr", "share", "luci", "menu.d", "luci-app-sipalg.json")
 ACL = os.path.join(APP, "root", "usr", "share", "rpcd", "acl.d", "luci-app-sipalg.json")
@@ -76,24 +76,30 @@ def js_uci_configs(path):
     return set(re.findall(r"new\s+form\.Map\(\s*'(\w+)'", read(path)))
 
 
+NOW = 1800000000                                  # the router's clock as the plugin reads it
+
+
 def running_status():
-    """A status dict shaped like Daemon.status(), plus the running flag `sipalg status --json` adds."""
+    """A status dict shaped like status.json (its first line and Daemon.status()), plus `running` and
+    `now`, which the rpcd plugin and `sipalg status --json` add."""
     return {
-        "running": True, "pid": 4242, "started": 1000.0, "written": 4723.5,
+        "running": True, "now": NOW, "pid": 4242, "written": NOW - 20, "fresh_until": NOW + 160,
+        "started": NOW - 3723,
         "wan_if": "eth1", "lan_if": "br-lan", "wan_ip": "203.0.113.5", "queue": "nft",
         "leds": {"registered": "ACT"}, "queue_backend": "netlink", "queue_counters": {"verdicts": 12},
         "counters": {"queued": 40, "rewritten": 31, "keepalives_answered": 3, "nft_failures": 0},
+        "totals": {"registrations": 1, "calls": 1, "calls_early": 0, "bindings": 1, "pinholes": 2},
         "registrations": [{"aor": "sip:alice@example.com", "lan": "192.168.1.10:5060",
-                           "wan": "203.0.113.5:5060", "expires_in": 3599.6}],
+                           "wan": "203.0.113.5:5060", "expires": NOW + 3600}],
         "calls": [{"call_id": "a84b4c76e66710", "phone": "192.168.1.10", "direction": "out",
-                   "state": "confirmed", "media": ["192.168.1.10:16384"], "expires_in": 7140.0}],
+                   "state": "confirmed", "media": ["192.168.1.10:16384"], "expires": NOW + 7140}],
         "bindings": [
             {"kind": "sip", "lan": "192.168.1.10:5060", "wan": "203.0.113.5:5060", "remote": None,
-             "expires_in": 3629.6},
+             "expires": NOW + 3630},
             {"kind": "rtp", "lan": "192.168.1.10:16384", "wan": "203.0.113.5:16384",
-             "remote": "198.51.100.7:40000", "expires_in": 58.2},
+             "remote": "198.51.100.7:40000", "expires": NOW + 58},
             {"kind": "rtcp", "lan": "192.168.1.10:16385", "wan": "203.0.113.5:16385", "remote": None,
-             "expires_in": 58.2},
+             "expires": NOW + 58},
         ],
     }
 
@@ -289,6 +295,21 @@ def test_status_view_shows_what_the_daemon_holds(tmp_path):
     assert "Not running" not in text
 
 
+def test_status_view_says_which_lists_are_cut_to_their_first_entries(tmp_path):
+    """At scale the status holds the first entries of each list beside the total: the page says so
+    under the tables it cuts, and the Overview counts the totals."""
+    st = running_status()
+    st["totals"].update(registrations=10000, pinholes=6000, calls=3000, calls_early=40)
+    rep = run_view(tmp_path, STATUS_JS, "status", {"rpc": {"luci.sipalg.status": st}})
+    text = rep["text"]
+    assert "The first 1 of 10000 are shown." in text and "The first 2 of 6000 are shown." in text
+    assert "The first 1 of 3000 are shown." in text
+    assert "of 1 are shown" not in text                          # signalling bindings: all of them
+    rep = run_view(tmp_path, OVERVIEW_JS, "include",
+                   {"rpc": {"luci.sipalg.status": st}, "uci": {"sipalg": {"main": {"enabled": "1"}}}})
+    assert "Registered phones | 10000" in rep["text"] and "Calls | 3000 (40 being set up)" in rep["text"]
+
+
 def test_status_view_says_why_no_daemon_runs_and_recovers(tmp_path):
     down = {"running": False, "error": "sipalg status: no daemon running (no status in /var/run/sipalg)"}
     rep = run_view(tmp_path, STATUS_JS, "status",
@@ -321,17 +342,18 @@ def hostile_status():
     """Daemon.status()'s shape with markup in every string: keys, values and list items."""
     m = marked
     return {
-        "running": True, "pid": m("pid"), "started": 1000.0, "written": 4723.5,
+        "running": True, "now": NOW, "pid": m("pid"), "started": NOW - 3000, "written": NOW,
+        "totals": {"registrations": m("total_regs"), "calls": 1, "bindings": 1, "pinholes": 1},
         "wan_if": m("wan_if"), "lan_if": m("lan_if"), "wan_ip": m("wan_ip"), "queue": m("queue"),
         "queue_backend": m("queue_backend"), "leds": {m("led_role"): m("led_name")},
         "queue_counters": {m("qcounter"): m("qcounter_value")},
         "counters": {m("counter"): m("counter_value"), "queued": 3},
-        "registrations": [{"aor": m("aor"), "lan": m("reg_lan"), "wan": m("reg_wan"), "expires_in": 30}],
+        "registrations": [{"aor": m("aor"), "lan": m("reg_lan"), "wan": m("reg_wan"), "expires": NOW + 30}],
         "calls": [{"call_id": m("call_id"), "phone": m("phone"), "direction": m("direction"),
-                   "state": m("state"), "media": [m("media1"), m("media2")], "expires_in": m("call_expiry")}],
+                   "state": m("state"), "media": [m("media1"), m("media2")], "expires": m("call_expiry")}],
         "bindings": [
-            {"kind": "sip", "lan": m("sip_lan"), "wan": m("sip_wan"), "remote": None, "expires_in": 9},
-            {"kind": m("kind"), "lan": m("pin_lan"), "wan": m("pin_wan"), "remote": m("remote"), "expires_in": 9},
+            {"kind": "sip", "lan": m("sip_lan"), "wan": m("sip_wan"), "remote": None, "expires": NOW + 9},
+            {"kind": m("kind"), "lan": m("pin_lan"), "wan": m("pin_wan"), "remote": m("remote"), "expires": NOW + 9},
         ],
     }
 
@@ -366,8 +388,9 @@ def assert_inert(rep, wire, prefix=""):
 
 def test_status_view_shows_markup_from_the_wire_as_text(tmp_path):
     st = hostile_status()
-    # direction only picks a label, a lifetime is read as a number, a pinhole's kind is shown upper case
-    wire = [w for w in wire_fields(st) if "direction" not in w and "expiry" not in w]
+    # direction only picks a label, a lifetime and a total are read as numbers, a pinhole's kind is shown
+    # upper case
+    wire = [w for w in wire_fields(st) if "direction" not in w and "expiry" not in w and "total" not in w]
     wire = [w.upper() if "'kind'" in w else w for w in wire]
     assert len(wire) >= 20
     down = {"running": False, "error": marked("error")}
@@ -396,7 +419,8 @@ def test_the_markup_check_has_teeth(tmp_path):
 def test_overview_shows_registrations_and_calls(tmp_path):
     st = running_status()
     st["calls"].append({"call_id": "ringing1", "phone": "192.168.1.11", "direction": "in", "state": "early",
-                        "media": [], "expires_in": 30})
+                        "media": [], "expires": NOW + 30})
+    st["totals"].update(calls=2, calls_early=1)
     rep = run_view(tmp_path, OVERVIEW_JS, "include",
                    {"rpc": {"luci.sipalg.status": st}, "uci": {"sipalg": {"main": {"enabled": "1"}}}})
     assert rep["title"] == "SIP ALG" and rep["shown"]
@@ -438,15 +462,19 @@ def test_overview_shows_markup_from_the_wire_as_text(tmp_path):
 def test_views_read_only_keys_the_daemon_writes():
     """Every field the status page and the overview read is a key of Daemon.status() (or
     `running`/`error` of the status command and the plugin)."""
-    src = inspect.getsource(daemon.Daemon.status)
+    # the file: its first line (status.header) and the document after it
+    src = inspect.getsource(daemon.Daemon.status) + inspect.getsource(status.header)
     for path in (STATUS_JS, OVERVIEW_JS):
         js = read(path)
         used = set(re.findall(r"\bst\.(\w+)", js))
-        for var in ("r", "c", "b"):                      # registrations, calls, bindings rows
+        for var in ("r", "c", "b", "x", "totals"):       # list rows, the totals
             used |= set(re.findall(r"\b%s\.(\w+)" % var, js))
-        used -= {"running", "error"}
+        used -= {"running", "error", "now"}
         assert used and not [k for k in sorted(used) if not _quoted(k, src)], (path, sorted(used))
+    # what the two readers add: the rpcd plugin and `sipalg status --json` alike
     assert _quoted("running", read(os.path.join(ROOT, "alg", "status.py")))
+    assert "dict(st, running=True, now=int(now))" in read(os.path.join(ROOT, "alg", "status.py"))
+    assert """'{"running":true,"now":%s,%s\\n'""" in read(PLUGIN)
 
 
 # ---------------------------------------------------------------- translations
@@ -547,44 +575,113 @@ def test_plugin_list_names_status():
     assert json.loads(out) == {"status": {}}
 
 
-def test_plugin_without_daemon_answers_not_running(tmp_path):
+def write_status(state, pid, written, doc):
+    """status.json in the daemon's format (status.header's first line, then the document)."""
+    state.mkdir(exist_ok=True)
+    body = json.dumps(doc, separators=(",", ":"))
+    (state / "status.json").write_text(status.header(pid, written) + body[1:] + "\n")
+
+
+def document():
+    """running_status() as the daemon writes it: without what the first line and the readers hold."""
+    return {k: v for k, v in running_status().items()
+            if k not in ("running", "now", "pid", "written", "fresh_until")}
+
+
+@pytest.fixture(params=["sh", "busybox"])
+def shell(request, tmp_path):
+    """The plugin under this machine's /bin/sh, and under busybox ash with busybox's applets first on
+    PATH (date, tail, tr, sed), as OpenWrt runs it."""
+    if request.param == "sh":
+        return {"argv": [], "env": {}}
+    need_tools("busybox")
+    bindir = tmp_path / "busybox-bin"
+    bindir.mkdir()
+    for applet in ("sh", "date", "tail", "tr", "sed", "printf", "cat"):
+        os.symlink(shutil.which("busybox"), str(bindir / applet))
+    return {"argv": [str(bindir / "sh")], "env": {"PATH": "%s:%s" % (bindir, os.environ["PATH"])}}
+
+
+def plugin(shell, tmp_path, state, sipalg=None):
+    env = dict(shell["env"], SIPALG=sipalg or sipalg_command(tmp_path), SIPALG_STATE_DIR=str(state))
+    rc, out, err = run_plugin("call", "status", env=env, shell=shell["argv"])
+    assert rc == 0, err
+    return json.loads(out)
+
+
+def test_plugin_without_daemon_answers_not_running(shell, tmp_path):
     state = tmp_path / "state"
     state.mkdir()
-    rc, out, _ = run_plugin("call", "status", env={"SIPALG": sipalg_command(tmp_path), "SIPALG_STATE_DIR": str(state)})
-    reply = json.loads(out)
+    reply = plugin(shell, tmp_path, state)
     assert reply["running"] is False
     assert "no daemon running" in reply["error"] and str(state) in reply["error"]
 
 
-def test_plugin_reports_a_dead_daemon_and_escapes_its_message(tmp_path):
+def test_plugin_passes_a_running_daemons_status_through(shell, tmp_path):
+    """status.json as the daemon's writer publishes it, this process as the daemon: the plugin prints
+    it whole, adding running and the router's clock."""
+    state = tmp_path / "state"
+    pub = statusfile.StatusFile(str(state), time.monotonic)
+    doc = document()
+    pub.publish(time.monotonic(), "k", lambda now: doc)
+    before = int(time.time())
+    reply = plugin(shell, tmp_path, state)
+    assert before <= reply.pop("now") <= time.time() + 1
+    assert reply.pop("running") is True
+    assert reply.pop("pid") == os.getpid()
+    assert reply.pop("fresh_until") == reply.pop("written") + status.STALE
+    assert reply == doc
+    # and `sipalg status --json` reads the same file the same way
+    r = subprocess.run([sys.executable, "-m", "alg", "status", "--json", "--state-dir", str(state)], cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert {k: v for k, v in st.items() if k not in ("now", "running", "pid", "written", "fresh_until")} == doc
+
+
+def test_plugin_reports_a_dead_daemon_and_escapes_its_message(shell, tmp_path):
     # a status left behind by a daemon that is gone, in a directory whose name needs JSON escaping
     state = tmp_path / 'odd "dir" \\ name\tx'
-    state.mkdir()
-    (state / "status.json").write_text(json.dumps({"pid": 2 ** 22 + 12345, "written": 0, "started": 0}))
-    rc, out, _ = run_plugin("call", "status", env={"SIPALG": sipalg_command(tmp_path), "SIPALG_STATE_DIR": str(state)})
-    reply = json.loads(out)
-    assert reply["running"] is False and "is gone" in reply["error"]
+    write_status(state, 2 ** 22 + 12345, int(time.time()), document())
+    reply = plugin(shell, tmp_path, state)
+    assert reply["running"] is False and "is gone" in reply["error"] and "4206649" in reply["error"]
     assert 'odd "dir" \\ name x' in reply["error"]            # quotes and backslash kept, the tab a space
 
 
-def test_plugin_reports_a_missing_sipalg_command(tmp_path):
-    rc, out, _ = run_plugin("call", "status", env={"SIPALG": str(tmp_path / "nope"),
-                                                    "SIPALG_STATE_DIR": str(tmp_path)})
-    reply = json.loads(out)
-    assert reply["running"] is False and "nope" in reply["error"]
+def test_plugin_says_a_stale_status_is_not_answering(shell, tmp_path):
+    """A live pid whose file missed three heartbeats: hung, or the state directory is full."""
+    state = tmp_path / "state"
+    write_status(state, os.getpid(), int(time.time()) - status.STALE - 30, document())
+    reply = plugin(shell, tmp_path, state)
+    assert reply["running"] is False and "not answering" in reply["error"]
+    age = int(re.search(r"for (\d+) s", reply["error"]).group(1))
+    assert status.STALE + 30 <= age <= status.STALE + 32
 
 
-def test_plugin_passes_a_running_daemons_status_through(tmp_path):
-    """A status.json written now by a live pid (ours): the plugin prints it, running true."""
+def test_plugin_starts_nothing_but_date_and_tail(tmp_path):
+    """One poll, traced: no Python (no `sipalg status`), two busybox applets on a router."""
+    need_tools("strace")
+    state = tmp_path / "state"
+    write_status(state, os.getpid(), int(time.time()), document())
+    trace = tmp_path / "trace"
+    env = dict(os.environ, SIPALG=sipalg_command(tmp_path), SIPALG_STATE_DIR=str(state))
+    r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=execve", "-o", str(trace), PLUGIN, "call", "status"],
+                       env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 0 and json.loads(r.stdout)["running"] is True, r.stderr
+    ran = [os.path.basename(m.group(1)) for m in re.finditer(r'execve\("([^"]+)".*= 0$', trace.read_text(), re.M)]
+    assert ran == ["luci.sipalg", "date", "tail"], ran
+
+
+def test_plugin_asks_sipalg_about_a_file_it_cannot_read(shell, tmp_path):
+    """Not the daemon's first line (an older daemon's file): `sipalg status` is asked, and says why."""
     state = tmp_path / "state"
     state.mkdir()
-    st = {k: v for k, v in running_status().items() if k != "running"}
-    st.update(pid=os.getpid(), written=time.time())
-    (state / "status.json").write_text(json.dumps(st))
-    rc, out, _ = run_plugin("call", "status", env={"SIPALG": sipalg_command(tmp_path), "SIPALG_STATE_DIR": str(state)})
-    assert rc == 0
-    reply = json.loads(out)
-    assert reply == dict(st, running=True)
+    (state / "status.json").write_text(json.dumps({"pid": os.getpid(), "written": time.time(), "started": 0}))
+    reply = plugin(shell, tmp_path, state)
+    assert reply["running"] is False and "not a status this sipalg writes" in reply["error"]
+    # with the command missing too, the reason names it
+    reply = plugin(shell, tmp_path, state, sipalg=str(tmp_path / "nope"))
+    assert reply["running"] is False and "nope" in reply["error"]
 
 
 def test_plugin_rejects_unknown_methods_with_json():

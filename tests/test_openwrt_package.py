@@ -111,6 +111,7 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
     assert mode("/usr/sbin/sipalg") == 0o755
     assert mode("/etc/config/sipalg") == 0o600
     assert mode("/etc/uci-defaults/90-sipalg") == 0o755
+    assert mode("/etc/uci-defaults/91-sipalg-bytecode") == 0o755
     assert mode("/usr/share/sipalg/fw4-reload.sh") == 0o755
     assert mode("/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft") == 0o644
     with tarfile.open(os.path.join(d, "data.tar.gz")) as t:
@@ -119,13 +120,15 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
     # (base-files, procd) or a dependency (python3-light)
     base = {"/etc/rc.common", "/lib/functions/procd.sh", "/usr/bin/python3"}
     for rel in ("etc/init.d/sipalg", "usr/sbin/sipalg", "etc/uci-defaults/90-sipalg",
-                "usr/share/sipalg/fw4-reload.sh"):
+                "etc/uci-defaults/91-sipalg-bytecode", "usr/share/sipalg/fw4-reload.sh"):
         text = open(os.path.join(data, rel)).read()
         for p in re.findall(r"(?<![\w.])(/(?:etc|usr|lib|var)/[\w./-]+)", text):
             p = p.rstrip(".")
             assert os.path.exists(os.path.join(data, p.lstrip("/"))) or p in base, "%s names %s" % (rel, p)
-    # the wrapper's package dir holds the daemon and every module it imports, and no test support
+    # the wrapper's package dir holds the daemon and every module it imports, and no test support; no
+    # bytecode either: it is for one python3 version, and the router compiles its own (91-sipalg-bytecode)
     assert not any(x in dp for dp, _, _ in os.walk(data) for x in ("__pycache__", "/lab", "/tests"))
+    assert not [f for _, _, fs in os.walk(data) for f in fs if f.endswith((".pyc", ".pyo"))]
     lib = os.path.join(data, "usr/lib/sipalg")
     r = subprocess.run([sys.executable, "-I", "-B", "-c",
                         "import sys; sys.path.insert(0, %r); import alg.cli, alg.daemon, alg.status, alg.options, "
@@ -172,7 +175,8 @@ def test_luci_data_tree_matches_menu_acl_and_rpcd(built, tmp_path):
 
 
 def test_shell_scripts_pass_sh_n_and_shellcheck():
-    scripts = [os.path.join(FILES, f) for f in ("sipalg.init", "sipalg.uci-defaults", "fw4-reload.sh")]
+    scripts = [os.path.join(FILES, f) for f in ("sipalg.init", "sipalg.uci-defaults", "sipalg-bytecode.uci-defaults",
+                                                "fw4-reload.sh")]
     for s in scripts:
         r = subprocess.run(["sh", "-n", s], stderr=subprocess.PIPE)
         assert r.returncode == 0, r.stderr.decode()

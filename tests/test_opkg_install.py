@@ -7,6 +7,7 @@ script (rc.d links), default_prerm disables it.
 """
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,3 +114,42 @@ def test_changed_conffile_is_kept_on_remove_and_not_overwritten_on_install(ipks,
     _opkg("install", root, *sipalg)
     assert "option enabled '1'" in open(conf).read()
     assert "option enabled '0'" in open(conf + "-opkg").read()
+
+
+def test_first_boot_compiles_bytecode_for_the_routers_python_and_remove_takes_it_back(ipks, tmp_path):
+    """Installed into an image (offline), the bytecode waits for the router's python3: its first boot
+    runs 91-sipalg-bytecode, after which the daemon's modules load from __pycache__ without compiling;
+    removing the package takes the bytecode (no file of the package's) and its directories too."""
+    root = _router_root(str(tmp_path / "root"))
+    before = _snapshot(root)
+    _opkg("install", root, *ipks)
+    lib = os.path.join(root, "usr/lib/sipalg")
+    script = os.path.join(root, "etc/uci-defaults/91-sipalg-bytecode")
+    assert os.path.exists(script)
+    assert not [d for d, _, _ in os.walk(lib) if d.endswith("__pycache__")]     # nothing compiled offline
+    # first boot: the script with the router's python3 (here: the one running the tests, first on PATH)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    os.symlink(sys.executable, str(bindir / "python3"))
+    env = dict(os.environ, IPKG_INSTROOT=root, PATH="%s:%s" % (bindir, os.environ["PATH"]))
+    r = subprocess.run(["sh", script], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert r.returncode == 0, r.stdout.decode()
+    sources = sorted(os.path.relpath(os.path.join(d, f), lib) for d, _, fs in os.walk(lib) for f in fs
+                     if f.endswith(".py"))
+    tag = sys.implementation.cache_tag
+    for src in sources:
+        pyc = os.path.join(lib, os.path.dirname(src), "__pycache__", "%s.%s.pyc" % (os.path.basename(src)[:-3], tag))
+        assert os.path.exists(pyc), pyc
+    # the daemon's modules come from it: python3 -v says where each code object came from
+    r = subprocess.run([sys.executable, "-I", "-B", "-v", "-c", "import sys; sys.path.insert(0, %r); "
+                        "import alg.cli, alg.daemon, alg.status, alg.kernel.queue" % lib],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert r.returncode == 0, r.stderr
+    loaded = re.findall(r"^# code object from '?(%s/\S+?)'?$" % re.escape(lib), r.stderr, re.M)
+    assert loaded and all("/__pycache__/" in p and p.endswith(".%s.pyc" % tag) for p in loaded), loaded
+    assert {"alg/__pycache__/daemon.%s.pyc" % tag, "alg/kernel/__pycache__/queue.%s.pyc" % tag} <= \
+        {os.path.relpath(p, lib) for p in loaded}
+
+    _opkg("remove", root, "luci-app-sipalg", "sipalg")
+    after = _snapshot(root)
+    assert after == before, sorted(set(after) ^ set(before))

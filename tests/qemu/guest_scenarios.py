@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import sys
 import time
 
 import pytest
@@ -79,6 +80,15 @@ def test_package_installed_like_opkg_and_idle_until_enabled():
     assert os.readlink("/etc/rc.d/S95sipalg") == "../init.d/sipalg"          # postinst enabled it
     assert sh(INIT, "enabled", check=False).returncode == 0
     assert not os.path.exists("/etc/uci-defaults/90-sipalg")                  # ran at first boot
+    # and so did 91-sipalg-bytecode: every module compiled for this python3, and loaded from there
+    assert not os.path.exists("/etc/uci-defaults/91-sipalg-bytecode")
+    lib, tag = "/usr/lib/sipalg", sys.implementation.cache_tag
+    for d, _, files in os.walk(lib):
+        for f in files:
+            if f.endswith(".py"):
+                assert os.path.exists(os.path.join(d, "__pycache__", "%s.%s.pyc" % (f[:-3], tag))), (d, f)
+    r = sh("python3", "-I", "-v", "-c", "import sys; sys.path.insert(0, %r); import alg.daemon" % lib)
+    assert re.search(r"^# code object from '?%s/alg/__pycache__/daemon\.%s\.pyc" % (lib, tag), r.stdout, re.M)
     assert sh("uci", "get", "firewall.sipalg.path").stdout.strip() == "/usr/share/sipalg/fw4-reload.sh"
     # shipped with enabled '0': started at boot, but no instance
     assert sh("uci", "get", "sipalg.main.enabled").stdout.strip() == "0"

@@ -46,8 +46,9 @@ def sipalg_command(tmp_path):
     return str(cmd)
 
 
-def run_plugin(*args, env=None):
+def run_plugin(*args, env=None, shell=None):
+    """The rpcd plugin as rpcd runs it (`luci.sipalg call status`), or under shell (argv, e.g. busybox sh)."""
     e = dict(os.environ, **(env or {}))
-    r = subprocess.run([PLUGIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    r = subprocess.run(list(shell or []) + [PLUGIN] + list(args), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, env=e, timeout=60)
     return r.returncode, r.stdout.decode(), r.stderr.decode()

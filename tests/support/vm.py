@@ -93,7 +93,7 @@ class ServiceAlg:
             except (OSError, ValueError):
                 st = {}
             pid = st.get("pid")
-            if _alive(pid) and pid != old_pid and time.time() - st.get("written", 0) < 5:
+            if _alive(pid) and pid != old_pid and time.time() <= st.get("fresh_until", 0):
                 break
             if time.monotonic() > deadline:
                 raise AssertionError("sipalg did not come up in %d s; procd: %s\nlog:\n%s"

@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             admits = "media from " + b["remote"] if b["remote"] else "no media from anyone yet"
         print("  %-4s %-16s <-> %-18s %s" % (b["kind"], b["lan"], b["wan"], admits))
     for r in during["registrations"]:
-        print("  registration %s: %s <-> %s, %d s left" % (r["aor"], r["lan"], r["wan"], r["expires_in"]))
+        print("  registration %s: %s <-> %s, %d s left" % (r["aor"], r["lan"], r["wan"],
+                                                             r["expires"] - during["now"]))
     print(DIVIDER)
     to_server = sum(seen.values())
     print("RTP phone -> server: %d of %d packets arrived, from %s" % (to_server, rtp["sent"], ", ".join(seen) or "-"))

@@ -73,9 +73,10 @@ class Alg:
             return f.read()
 
     def status(self) -> dict:
-        time.sleep(1.2)                                    # it writes once a second
+        """status.json with the clock its absolute times are read against, as `sipalg status --json` gives it."""
+        time.sleep(1.2)                                    # a change is published within a second
         with open(os.path.join(self.state_dir, "status.json")) as f:
-            return json.load(f)
+            return dict(json.load(f), now=int(time.time()))
 
     def reload(self, wait: float = 1.5) -> None:
         """SIGHUP, as reload_config sends it, and time to act on it."""

@@ -3,7 +3,8 @@
 'require poll';
 'require rpc';
 
-// `sipalg status --json` through the rpcd plugin (/usr/libexec/rpcd/luci.sipalg).
+// The daemon's status.json through the rpcd plugin (/usr/libexec/rpcd/luci.sipalg), which
+// adds `running` and the router's clock `now`.
 const callStatus = rpc.declare({
 	object: 'luci.sipalg',
 	method: 'status',
@@ -32,9 +33,20 @@ function esc(v) {
 	return '%h'.format(v);
 }
 
-// Remaining lifetimes and uptime come from the daemon's clock, not the browser's.
+// Remaining lifetimes and uptime are read against the router's clock (st.now), not the
+// browser's: the status holds absolute times, so it changes only when something happens.
 function duration(secs) {
 	return '%t'.format(Math.max(0, Math.round(+secs || 0)));
+}
+
+function left(st, x) {
+	return duration(x.expires - st.now);
+}
+
+// The status lists the first entries of each table beside the total (it stays small with
+// thousands of phones): say so under a table that shows fewer than there are.
+function shownOf(shown, total) {
+	return (+total > shown) ? _('The first %d of %d are shown.').format(shown, +total) : '';
 }
 
 function makeTable(titles) {
@@ -45,8 +57,8 @@ function makeTable(titles) {
 	]);
 }
 
-function section(title, table) {
-	return E('div', { 'class': 'cbi-section' }, [ E('h3', title), table ]);
+function section(title, table, note) {
+	return E('div', { 'class': 'cbi-section' }, [ E('h3', title), table ].concat(note ? [ note ] : []));
 }
 
 function list(x) {
@@ -59,6 +71,7 @@ return view.extend({
 	},
 
 	tables: null,
+	notes: null,
 
 	updateTables: function(st) {
 		const t = this.tables, up = st.running === true;
@@ -79,7 +92,7 @@ return view.extend({
 
 			rows.push(
 				[ _('PID'), esc(st.pid) ],
-				[ _('Uptime'), duration(st.written - st.started) ],
+				[ _('Uptime'), duration(st.now - st.started) ],
 				[ _('WAN interface'), '%h (%h)'.format(st.wan_if, st.wan_ip || _('no address')) ],
 				[ _('LAN interface'), esc(st.lan_if) ],
 				[ _('Packet queue'), st.queue_backend ? '%h, %h'.format(st.queue, st.queue_backend) : esc(st.queue) ],
@@ -97,26 +110,36 @@ return view.extend({
 			return [ esc(k), esc(counters[k]) ];
 		}), none.cloneNode(true));
 
-		cbi_update_table(t.registrations, list(st.registrations).map(function(r) {
-			return [ esc(r.aor), esc(r.lan), esc(r.wan), duration(r.expires_in) ];
+		const totals = st.totals || {}, regs = list(st.registrations), calls = list(st.calls);
+
+		cbi_update_table(t.registrations, regs.map(function(r) {
+			return [ esc(r.aor), esc(r.lan), esc(r.wan), left(st, r) ];
 		}), none.cloneNode(true));
 
-		cbi_update_table(t.calls, list(st.calls).map(function(c) {
+		cbi_update_table(t.calls, calls.map(function(c) {
 			return [ esc(c.call_id), esc(c.phone), c.direction == 'out' ? _('outgoing') : _('incoming'), esc(c.state),
-				esc(list(c.media).join(', ') || '-'), duration(c.expires_in) ];
+				esc(list(c.media).join(', ') || '-'), left(st, c) ];
 		}), none.cloneNode(true));
 
 		// signalling bindings are the phones' NAT mappings; rtp/rtcp ones are the media pinholes
 		const bindings = list(st.bindings);
+		const sip = bindings.filter(function(b) { return b.kind == 'sip'; });
+		const media = bindings.filter(function(b) { return b.kind != 'sip'; });
 
-		cbi_update_table(t.bindings, bindings.filter(function(b) { return b.kind == 'sip'; }).map(function(b) {
-			return [ esc(b.lan), esc(b.wan), duration(b.expires_in) ];
+		cbi_update_table(t.bindings, sip.map(function(b) {
+			return [ esc(b.lan), esc(b.wan), left(st, b) ];
 		}), none.cloneNode(true));
 
-		cbi_update_table(t.pinholes, bindings.filter(function(b) { return b.kind != 'sip'; }).map(function(b) {
+		cbi_update_table(t.pinholes, media.map(function(b) {
 			return [ esc(String(b.kind).toUpperCase()), esc(b.lan), esc(b.wan), esc(b.remote || _('any (far end not known yet)')),
-				duration(b.expires_in) ];
+				left(st, b) ];
 		}), none.cloneNode(true));
+
+		// textContent: the note is text whatever it holds
+		this.notes.registrations.textContent = up ? shownOf(regs.length, totals.registrations) : '';
+		this.notes.calls.textContent = up ? shownOf(calls.length, totals.calls) : '';
+		this.notes.bindings.textContent = up ? shownOf(sip.length, totals.bindings) : '';
+		this.notes.pinholes.textContent = up ? shownOf(media.length, totals.pinholes) : '';
 	},
 
 	render: function(st) {
@@ -129,6 +152,11 @@ return view.extend({
 			pinholes: makeTable([ _('Kind'), _('LAN'), _('WAN'), _('Remote'), _('Expires in') ])
 		};
 
+		this.notes = {};
+		[ 'registrations', 'calls', 'bindings', 'pinholes' ].forEach(L.bind(function(k) {
+			this.notes[k] = E('div', { 'class': 'cbi-section-descr' });
+		}, this));
+
 		this.updateTables(st);
 
 		poll.add(L.bind(function() {
@@ -140,10 +168,10 @@ return view.extend({
 			E('div', { 'class': 'cbi-map-descr' },
 				_('What the sipalg daemon holds now; refreshed every 5 seconds.')),
 			section(_('Daemon'), this.tables.daemon),
-			section(_('Registrations'), this.tables.registrations),
-			section(_('Calls'), this.tables.calls),
-			section(_('Signalling bindings'), this.tables.bindings),
-			section(_('Media pinholes'), this.tables.pinholes),
+			section(_('Registrations'), this.tables.registrations, this.notes.registrations),
+			section(_('Calls'), this.tables.calls, this.notes.calls),
+			section(_('Signalling bindings'), this.tables.bindings, this.notes.bindings),
+			section(_('Media pinholes'), this.tables.pinholes, this.notes.pinholes),
 			section(_('Counters'), this.tables.counters)
 		]);
 	},

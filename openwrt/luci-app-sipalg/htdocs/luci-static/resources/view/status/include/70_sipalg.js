@@ -53,12 +53,13 @@ return baseclass.extend({
 			return table;
 		}
 
-		const regs = list(st.registrations), calls = list(st.calls);
-		const ringing = calls.filter(function(c) { return c.state != 'confirmed'; }).length;
+		// the lists hold the first entries only; the counts come from the totals beside them
+		const regs = list(st.registrations), calls = list(st.calls), totals = st.totals || {};
+		const nregs = +totals.registrations || 0, ncalls = +totals.calls || 0, ringing = +totals.calls_early || 0;
 
 		[
-			[ _('Registered phones'), '%d'.format(regs.length) ],
-			[ _('Calls'), ringing ? _('%d (%d being set up)').format(calls.length, ringing) : '%d'.format(calls.length) ],
+			[ _('Registered phones'), '%d'.format(nregs) ],
+			[ _('Calls'), ringing ? _('%d (%d being set up)').format(ncalls, ringing) : '%d'.format(ncalls) ],
 			[ _('WAN address'), '%h (%h)'.format(st.wan_ip || _('none'), st.wan_if) ]
 		].forEach(function(row) {
 			table.appendChild(E('tr', { 'class': 'tr' }, [
