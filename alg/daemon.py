@@ -99,7 +99,8 @@ class Daemon:
         self.engine = Engine(site.config)
         self.table = NftTable(site.wan_if, site.lan_ifs, self.wan_ip, settings.sip_port,
                               settings.queue_num, name=settings.table, inbound_sip=settings.inbound_sip,
-                              sip_peers=settings.sip_peer)
+                              sip_peers=settings.sip_peer, wan_sip_rate=settings.wan_sip_rate,
+                              state_dir=settings.state_dir)
         self.hygiene = Hygiene()
         self.rtmon = RtnlMonitor()
         self.nftmon = NfTablesMonitor("ip", settings.table)
@@ -229,7 +230,7 @@ class Daemon:
         why = ", ".join(rebuild) if rebuild else None if self.table.present() else "it was gone (fw4 flush?)"
         if why:
             self.table.reconfigure(site.wan_if, site.lan_ifs, s.sip_port, s.queue_num, self.engine.bindings(), now,
-                                   inbound_sip=s.inbound_sip, sip_peers=s.sip_peer)
+                                   inbound_sip=s.inbound_sip, sip_peers=s.sip_peer, wan_sip_rate=s.wan_sip_rate)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
             self.offload.sweep(s.sip_port)
         if moved_wan:
@@ -258,15 +259,22 @@ class Daemon:
             self._follow_wan(self.clock())
 
     def _ruleset_changed(self, events) -> None:
-        """nf_tables: our table gone means re-install it; another table changed, its port forwards may have."""
+        """nf_tables: our table or the fallback's queue rules gone means put them back at once (an
+        `nft flush ruleset`, `fw4 restart`, an admin's mistake); another table changed, so its port
+        forwards may have."""
+        now = self.clock()
         if self.nftmon.removed(events) and not self.table.present():
-            now = self.clock()
             self.table.rebuild(self.engine.bindings(), now)
+            self.table.ensure_queue_rules()
             self.offload.sweep(self.s.sip_port)
             log.warning("table %s was removed from the kernel: re-installed with %d bindings",
                         self.s.table, len(self.engine.bindings()))
+        elif not self.table.use_nft_queue and any(
+                e.kind == "overrun" or (e.kind.startswith("del") and e.table == "mangle") for e in events):
+            if self.table.ensure_queue_rules():
+                log.warning("the iptables NFQUEUE rules were removed: put back")
         if any(e.table != self.s.table for e in events):
-            self._ports_due = min(self._ports_due, self.clock() + 2.0)      # debounced: fw4 makes many
+            self._ports_due = min(self._ports_due, now + 2.0)      # debounced: fw4 makes many
 
     def _read_router_ports(self, now: float) -> None:
         from alg.kernel.router_ports import router_ports

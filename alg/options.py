@@ -209,6 +209,9 @@ OPTIONS = (
                 "sip_peer) or any internet host"),
     Option(MAIN, "sip_peer", "nets", [], reload=REBUILD,
            help="a host or network that may always send SIP to the phones (an ITSP's second proxy), repeatable"),
+    Option(MAIN, "wan_sip_rate", "int", "200", reload=REBUILD, low=0, high=1000000,
+           help="SIP datagrams a second one WAN host may send before the rest pass as plain NAT, "
+                "never reaching the daemon (0: no limit)"),
     Option(MAIN, "media_from", "choice", "sdp", reload=LIVE, choices=("sdp", "any"),
            help="sdp: a pinhole admits only the far end the SDP names; any: anyone until that SDP "
                 "arrives (for odd providers)"),

@@ -41,18 +41,19 @@ FLOOR = 1024             # no WAN port below this, ever
 
 
 class Binding:
-    __slots__ = ("lan", "wan", "kind", "remote", "expires", "peers")
+    __slots__ = ("lan", "wan", "kind", "remote", "expires", "peers", "tag")
 
-    def __init__(self, lan, wan, kind, expires=0.0, remote=None, peers=()):
+    def __init__(self, lan, wan, kind, expires=0.0, remote=None, peers=(), tag=None):
         self.lan = lan              # (ip, port) on the LAN
         self.wan = wan              # (ip, port) on the WAN
         self.kind = kind            # SIP, RTP or RTCP
         self.remote = remote        # media: (ip, port) the pinhole admits (port 0: any), None: nobody yet
         self.expires = expires      # absolute engine time
         self.peers = peers          # signalling: the remote ips that may start a flow through it
+        self.tag = tag              # media: its call (dialogs.call_tag), kept in the kernel beside it
 
     def copy(self):
-        return Binding(self.lan, self.wan, self.kind, self.expires, self.remote, self.peers)
+        return Binding(self.lan, self.wan, self.kind, self.expires, self.remote, self.peers, self.tag)
 
     def __repr__(self):
         return "<%s %s:%d=%s:%d until %.1f>" % (

@@ -16,6 +16,7 @@ from .sdp import parse_sdp
 from .events import CallStarted, CallAnswered, CallEnded, Refused
 from .policy import NO_FREE_PORT, HOST_CALLS, CALLS, SDP_MEDIA, BINDINGS
 from .result import refuse
+from .bindings import RESTORED
 from .call_states import (EARLY, CONFIRMED, ENDED, ANSWERED, REJECTED, CANCELLED, HUNG_UP,
                           REFRESHED, EXPIRED, next_state)
 
@@ -80,6 +81,17 @@ def remote_media(sdp, norm_ip):
     return out
 
 
+def call_tag(call_id, phone):
+    """A short, stable name for a call (Call-ID and phone): the kernel keeps it with the call's
+    pinholes, so a restarted daemon can tell which call they belong to (see Dialogs.adopt)."""
+    h = 5381
+    for c in call_id:
+        h = ((h * 33) ^ c) & 0xFFFFFFFF
+    for c in phone.encode():
+        h = ((h * 33) ^ c) & 0xFFFFFFFF
+    return "call-%08x" % h
+
+
 def to_tag(msg):
     f = msg.field(b"to")
     if f is None:
@@ -110,6 +122,7 @@ class Dialogs:
         self.timers = timers
         self._calls = {}        # (call_id, lan ip) -> Call
         self._per_host = {}     # lan ip -> number of calls
+        self._adopted = {}      # call tag -> [media bindings found in the kernel after a restart]
 
     def host_calls(self, ip):
         return self._per_host.get(ip, 0)
@@ -125,7 +138,45 @@ class Dialogs:
 
     def _call(self, msg, ctx):
         call_id = msg.call_id()
-        return None if call_id is None else self._calls.get((call_id, ctx.phone))
+        if call_id is None:
+            return None
+        call = self._calls.get((call_id, ctx.phone))
+        if call is None and self._adopted:
+            call = self._resume(call_id, ctx)
+        return call
+
+    def adopt(self, b):
+        """A media binding the kernel held across a daemon restart: its call comes back to life
+        when the next message of that call (a BYE, a re-INVITE...) names it."""
+        if b.tag:
+            self._adopted.setdefault(b.tag, []).append(b)
+
+    def _resume(self, call_id, ctx):
+        bindings = self._adopted.pop(call_tag(call_id, ctx.phone), None)
+        if not bindings:
+            return None
+        call = Call(call_id, ctx.phone, ctx.from_lan, 0)
+        call.state = CONFIRMED
+        self._calls[call.key()] = call
+        self._per_host[ctx.phone] = self._per_host.get(ctx.phone, 0) + 1
+        by_lan = {}
+        for b in bindings:
+            by_lan[b.lan[1]] = b
+        i = 0
+        for port in sorted(by_lan):
+            b = by_lan[port]
+            if b.kind != "rtp":
+                continue
+            rtcp = by_lan.get(port + 1) or b
+            call.legs[i] = MediaLeg(port, rtcp.lan[1], b, rtcp)
+            i += 1
+        self._deadline(call, ctx)
+        owner = call.owner()
+        for b in bindings:
+            if self.table.lookup_lan(b.lan) is b:
+                self.table.hold(b, owner, call.deadline, ctx.now, ctx)
+                self.table.release(b.lan, RESTORED, ctx.now, ctx)
+        return call
 
     # -- handlers (engine.py's method table)
 
@@ -133,7 +184,7 @@ class Dialogs:
         call_id = msg.call_id()
         if call_id is None:
             return None
-        call = self._calls.get((call_id, ctx.phone))
+        call = self._call(msg, ctx)
         if call is not None:
             self._trigger(call, REFRESHED, ctx)
             return self._sdp(call, msg, ctx)
@@ -180,9 +231,34 @@ class Dialogs:
 
     def invite_response(self, msg, ctx):
         call = self._call(msg, ctx)
-        if call is None:
-            return None
         status = msg.status
+        if call is None:
+            if not ctx.from_lan or not 100 < status < 300 or sdp_span(msg) is None:
+                return None
+            # the phone answers an INVITE this daemon never saw (it restarted while the call was
+            # set up): its SDP still goes out rewritten, its media opened as for any call
+            call_id = msg.call_id()
+            if call_id is None:
+                return None
+            if self._per_host.get(ctx.phone, 0) >= self.policy.limit("limit_host_calls"):
+                return refuse(ctx, "call", ctx.binding.lan, HOST_CALLS)
+            if len(self._calls) >= self.policy.limit("limit_calls"):
+                return refuse(ctx, "call", ctx.binding.lan, CALLS)
+            call = Call(call_id, ctx.phone, False, msg.cseq()[0])
+            self._calls[call.key()] = call
+            self._per_host[ctx.phone] = self._per_host.get(ctx.phone, 0) + 1
+            self._deadline(call, ctx)
+            ctx.events.append(CallStarted(call_id, ctx.phone, False))
+            res = self._sdp(call, msg, ctx)
+            if res is not None:
+                return res
+            # the offer named the far end, and it is gone: admit the signalling peer it came from
+            for leg in call.legs.values():
+                for b in (leg.rtp, leg.rtcp):
+                    self.table.admit(b, (ctx.remote[0], 0), ctx)
+            if status >= 200:
+                self._trigger(call, ANSWERED, ctx)
+            return None
         if status >= 300:
             if msg.cseq()[0] == call.invite_cseq:
                 self._trigger(call, REJECTED, ctx)
@@ -320,6 +396,7 @@ class Dialogs:
                     continue
                 leg = MediaLeg(m.port, rtcp_port, pair[0], pair[1])
                 call.legs[i] = leg
+                pair[0].tag = pair[1].tag = call_tag(call.call_id, lan_ip)
                 remote = call.remote.get(i)
                 unknown = policy.unknown_far_end()
                 for b, r in ((leg.rtp, remote[0] if remote else unknown),

@@ -81,6 +81,7 @@ class Engine:
         self.transactions = Transactions(self.timers, config)
         self.registrations = Registrations(self.policy, self.table, self.timers)
         self.dialogs = Dialogs(self.policy, self.table, self.timers)
+        self._ctx = None            # the message being handled: its actions survive a fault
         self.counters = {"queued": 0, "keepalives_answered": 0}
         for s in STATUSES:
             self.counters[s] = 0
@@ -113,11 +114,18 @@ class Engine:
 
     def handle(self, direction, src, dst, payload, now):
         self.counters["queued"] += 1
+        self._ctx = None
         try:
             res = self._handle(direction, src, dst, payload, now)
         except Exception as e:     # do no harm: a bug here must not stop traffic
-            why = "internal error %s: %s" % (type(e).__name__, e)
-            res = Result(status=MALFORMED, reason="not rewritten: " + why, events=[Malformed(why)])
+            # The message passes as it came; what the engine recorded before the fault still
+            # reaches the kernel, so the two never disagree about a binding.
+            why = "internal error %s: %s" % (type(e).__name__, _text(e))
+            ctx = self._ctx
+            res = Result(status=MALFORMED, reason="not rewritten: " + why,
+                         actions=ctx.actions if ctx is not None else None,
+                         events=(ctx.events if ctx is not None else []) + [Malformed(why)])
+        self._ctx = None
         self.counters[res.status] += 1
         return res
 
@@ -164,8 +172,11 @@ class Engine:
         return self.table.lookup_wan(wan_port)
 
     def restore(self, binding):
-        """Take back a binding the kernel still holds after a daemon restart."""
+        """Take back a binding the kernel still holds after a daemon restart (a media one
+        rejoins its call when the call's next message comes)."""
         self.table.restore(binding)
+        if binding.kind != SIP:
+            self.dialogs.adopt(binding)
 
     # ------------------------------------------------------------- dispatch
 
@@ -221,7 +232,7 @@ class Engine:
         wan_ip = self.wan_ip
         if (":" in lan_ip) != (":" in wan_ip):
             return Result(status=UNCHANGED, reason="sender's address family has no WAN address")
-        ctx = _Ctx(now, True, lan_ip, dst, wan_ip, payload)
+        ctx = self._ctx = _Ctx(now, True, lan_ip, dst, wan_ip, payload)
         binding = signalling_binding(self.table, self.policy, (lan_ip, src[1]), ctx)
         if binding is None:
             return Result(status=UNCHANGED, actions=ctx.actions, events=ctx.events,
@@ -287,7 +298,7 @@ class Engine:
             return _spoofed(src)
         lan_ip = binding.lan[0]
         wan_ip = self.wan_ip
-        ctx = _Ctx(now, False, lan_ip, src, wan_ip, payload)
+        ctx = self._ctx = _Ctx(now, False, lan_ip, src, wan_ip, payload)
         ctx.binding = binding
         ctx.dnat = binding.lan
         amap = ctx.map = AddressMap(IN, lan_ip, wan_ip, self.table, self.policy, ctx, binding)
@@ -334,7 +345,7 @@ class Engine:
     def _keepalive(self, ka, direction, src, dst, now):
         if direction == OUT:
             lan_ip = norm_ip(src[0])
-            ctx = _Ctx(now, True, lan_ip, dst, self.wan_ip, None)
+            ctx = self._ctx = _Ctx(now, True, lan_ip, dst, self.wan_ip, None)
             if lan_ip is not None and self.policy.on_lan(lan_ip) and self.wan_ip is not None:
                 b = signalling_binding(self.table, self.policy, (lan_ip, src[1]), ctx)
                 ctx.snat = b.wan if b is not None else None
@@ -378,6 +389,15 @@ class Engine:
                      reason="OPTIONS answered for registered %s:%d" % ctx.binding.lan)
         res.dnat = ctx.dnat
         return res
+
+
+def _text(e):
+    """An exception's message as log-safe text, whatever bytes it holds."""
+    try:
+        text = str(e)
+    except Exception:
+        text = repr(e)
+    return "".join(c if 32 <= ord(c) < 127 else "\\x%02x" % (ord(c) & 0xFF) for c in text)
 
 
 def _malformed(why):

@@ -97,6 +97,11 @@ NFTA_SET_ELEM_DATA = 2
 NFTA_SET_ELEM_FLAGS = 3
 NFTA_SET_ELEM_TIMEOUT = 4
 NFTA_SET_ELEM_EXPIRATION = 5
+NFTA_SET_ELEM_USERDATA = 6
+# libnftnl's element userdata: TLVs of (type u8, length u8, value); a comment is type 0,
+# NUL-terminated, at most 128 bytes (what `nft ... comment "..."` writes and lists)
+NFTNL_UDATA_SET_ELEM_COMMENT = 0
+COMMENT_MAX = 127
 # enum nft_data_attributes
 NFTA_DATA_VALUE = 1
 # enum nft_gen_attributes
@@ -233,9 +238,26 @@ def batch_end(seq: int) -> bytes:
                       nl.nfgenmsg(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES))
 
 
+def comment_udata(comment: str) -> bytes:
+    """An element comment as libnftnl's userdata TLV (so `nft list` shows it too)."""
+    raw = comment.encode("ascii", "replace")[:COMMENT_MAX] + b"\0"
+    return struct.pack("BB", NFTNL_UDATA_SET_ELEM_COMMENT, len(raw)) + raw
+
+
+def udata_comment(udata: bytes) -> Optional[str]:
+    i = 0
+    while i + 2 <= len(udata):
+        t, n = udata[i], udata[i + 1]
+        if t == NFTNL_UDATA_SET_ELEM_COMMENT:
+            return udata[i + 2:i + 2 + n].rstrip(b"\0").decode("ascii", "replace")
+        i += 2 + n
+    return None
+
+
 def element(key: bytes, data: Optional[bytes] = None, timeout_ms: Optional[int] = None,
-            expiration_ms: Optional[int] = None) -> bytes:
-    """One NFTA_LIST_ELEM: key and data as nested NFTA_DATA_VALUE, timeout/expiration be64 ms."""
+            expiration_ms: Optional[int] = None, comment: Optional[str] = None) -> bytes:
+    """One NFTA_LIST_ELEM: key and data as nested NFTA_DATA_VALUE, timeout/expiration be64 ms,
+    a comment as userdata."""
     parts = [nested(NFTA_SET_ELEM_KEY, attr(NFTA_DATA_VALUE, key))]
     if data is not None:
         parts.append(nested(NFTA_SET_ELEM_DATA, attr(NFTA_DATA_VALUE, data)))
@@ -243,6 +265,8 @@ def element(key: bytes, data: Optional[bytes] = None, timeout_ms: Optional[int] 
         parts.append(attr_be64(NFTA_SET_ELEM_TIMEOUT, timeout_ms))
     if expiration_ms is not None:
         parts.append(attr_be64(NFTA_SET_ELEM_EXPIRATION, expiration_ms))
+    if comment is not None:
+        parts.append(attr(NFTA_SET_ELEM_USERDATA, comment_udata(comment)))
     return nested(NFTA_LIST_ELEM, *parts)
 
 
@@ -274,14 +298,15 @@ def parse_elements(body: bytes) -> Tuple[str, str, List[Dict[int, bytes]]]:
 class Element:
     """A set or map element as the kernel holds it; timeout and expires in seconds (None: none)."""
 
-    __slots__ = ("key", "data", "timeout", "expires")
+    __slots__ = ("key", "data", "timeout", "expires", "comment")
 
     def __init__(self, key: Any, data: Any = None, timeout: Optional[float] = None,
-                 expires: Optional[float] = None):
+                 expires: Optional[float] = None, comment: Optional[str] = None):
         self.key = key
         self.data = data
         self.timeout = timeout
         self.expires = expires
+        self.comment = comment
 
     def __repr__(self) -> str:
         return "Element(%r, data=%r, timeout=%r, expires=%r)" % (self.key, self.data, self.timeout, self.expires)
@@ -348,13 +373,15 @@ class Batch:
         flags = NLM_F_ACK | (NLM_F_CREATE if mtype == NFT_MSG_NEWSETELEM else 0)
         op.msgs.append((seq, ok_missing, setelem_message(mtype, n.family, n.table, op.set, [elem], seq, flags)))
 
-    def add(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: Optional[float] = None) -> "Batch":
+    def add(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: Optional[float] = None,
+            comment: Optional[str] = None) -> "Batch":
         """Add an element (a map's needs data).  An identical element already there is no error; on
         kernels before 6.12 it keeps its old expiration (use refresh() to extend it)."""
         r = self._op("add", set_name, key, data)
         if r:
             op, k, d = r
-            self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, None if timeout is None else ms(timeout)))
+            self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, None if timeout is None else ms(timeout),
+                                                      comment=comment))
         return self
 
     def delete(self, set_name: str, key: Key) -> "Batch":
@@ -365,7 +392,8 @@ class Batch:
             self._msg(op, NFT_MSG_DELSETELEM, element(k))
         return self
 
-    def refresh(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: float = 0.0) -> "Batch":
+    def refresh(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: float = 0.0,
+                comment: Optional[str] = None) -> "Batch":
         """Give an element a fresh timeout (expiring `timeout` seconds from now), creating it if gone.
 
         One in-place update where the kernel has it (6.12+), else delete and
@@ -377,10 +405,10 @@ class Batch:
             op, k, d = r
             t = ms(timeout)
             if self._nft.timeout_update:
-                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t, t))
+                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t, t, comment))
             else:
                 self._msg(op, NFT_MSG_DELSETELEM, element(k), ok_missing=True)
-                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t))
+                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t, comment=comment))
         return self
 
     def commit(self) -> List[ElementFailure]:
@@ -526,6 +554,8 @@ class NfTables:
                                    get_be64(e[NFTA_SET_ELEM_TIMEOUT]) / 1000.0 if NFTA_SET_ELEM_TIMEOUT in e
                                    else None,
                                    get_be64(e[NFTA_SET_ELEM_EXPIRATION]) / 1000.0 if NFTA_SET_ELEM_EXPIRATION in e
+                                   else None,
+                                   udata_comment(e[NFTA_SET_ELEM_USERDATA]) if NFTA_SET_ELEM_USERDATA in e
                                    else None))
         return out
 

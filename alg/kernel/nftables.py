@@ -30,7 +30,9 @@ in time finds its bindings still there (elements()).
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import subprocess
 from typing import Iterable, List, Optional, Sequence, Tuple
 
@@ -85,7 +87,7 @@ class NftTable:
     def __init__(self, wan_if: str, lan_ifs: Sequence[str], wan_ip: Optional[str], sip_ports: Sequence[int],
                  queue_num: int = 0, name: str = "sipalg", use_nft_queue: Optional[bool] = None,
                  binary: str = "nft", iptables: str = "iptables", inbound_sip: str = "peers",
-                 sip_peers: Sequence[str] = ()):
+                 sip_peers: Sequence[str] = (), wan_sip_rate: int = 0, state_dir: Optional[str] = None):
         self.wan_if = wan_if
         self.lan_ifs = [lan_ifs] if isinstance(lan_ifs, str) else list(lan_ifs)
         self.wan_ip = wan_ip
@@ -96,9 +98,15 @@ class NftTable:
         self.iptables = iptables
         self.inbound_sip = inbound_sip
         self.sip_peers = list(sip_peers)
+        self.wan_sip_rate = wan_sip_rate
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
         self.nl: Optional[NfTables] = None
         self.last_failure = ""
+        # the iptables fallback adds rules to `table ip mangle` (iptables-nft): whether that table was
+        # there before, so remove() leaves the router as it found it.  A marker in the state dir
+        # keeps the answer across a crash and restart (the table is there then, but ours).
+        self._mangle_was_there: Optional[bool] = None
+        self._mangle_marker = os.path.join(state_dir, "mangle-created-by-sipalg") if state_dir else None
         # a registered userspace conntrack helper (alg.kernel.cthelper) that the table attaches to the
         # flows its queue rules take, so that no flowtable takes them past the queue; None: none
         self.ct_helper: Optional[str] = None
@@ -123,6 +131,12 @@ class NftTable:
         any_peer = "elements = { %s }; " % peers if peers else ""
         match_in, match_out = self._matches(wan)
         queue_in = "".join("    %s counter %s\n" % (mt, q) for mt in match_in)
+        if self.wan_sip_rate:
+            # a host past its rate passes as plain NAT (still DNAT'd when admitted), never queued
+            r = self.wan_sip_rate
+            queue_in = ("    iifname %s ip daddr %s udp dport @sip_wanports update @sip_flood "
+                        "{ ip saddr limit rate over %d/second burst %d packets } counter name \"sip_flood\" accept\n"
+                        % (w, wan, r, 2 * r)) + queue_in
         queue_out = "".join("    %s counter %s\n" % (mt, q) for mt in match_out)
         dnat_sip = "".join("    %s %s dnat ip to udp dport map @sip2lan\n" % (mt, m) for mt in match_in)
         helper, attach = self._helper_rules(match_in, match_out)
@@ -136,7 +150,9 @@ class NftTable:
   map media2lan {{ type inet_service : ipv4_addr . inet_service; flags timeout; }}
   set media_peer {{ type inet_service . ipv4_addr; flags timeout; }}
   set media_open {{ type inet_service; flags timeout; }}
+  set sip_flood {{ type ipv4_addr; flags dynamic, timeout; timeout 10s; size 65535; }}
   counter sip_refused {{ }}
+  counter sip_flood {{ }}
   chain queue_in {{
     type filter hook prerouting priority mangle - 10; policy accept;
 {queue_in}    iifname {w} ip daddr {wan} udp dport @sip_wanports counter name "sip_refused"
@@ -220,7 +236,7 @@ class NftTable:
 
     def reconfigure(self, wan_if: str, lan_ifs: Sequence[str], sip_ports: Sequence[int], queue_num: int,
                     bindings: Iterable[Binding], now: float, inbound_sip: Optional[str] = None,
-                    sip_peers: Optional[Sequence[str]] = None) -> None:
+                    sip_peers: Optional[Sequence[str]] = None, wan_sip_rate: Optional[int] = None) -> None:
         """What the rules name changed (devices, e.g. PPPoE came up; SIP ports; queue; who may
         come in): rebuild."""
         if not self.use_nft_queue:
@@ -233,6 +249,8 @@ class NftTable:
             self.inbound_sip = inbound_sip
         if sip_peers is not None:
             self.sip_peers = list(sip_peers)
+        if wan_sip_rate is not None:
+            self.wan_sip_rate = wan_sip_rate
         self.rebuild(bindings, now)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)
@@ -256,28 +274,79 @@ class NftTable:
         nft("delete table ip %s\n" % self.name, self.binary, check=False)
         if not self.use_nft_queue:
             self._iptables_queue(add=False)
+            self._remove_mangle_if_ours()
         if self.nl is not None:
             self.nl.close()
             self.nl = None
 
+    def queue_rules_ok(self) -> bool:
+        """Are the iptables fallback's queue rules all there (always True with the nft queue)?"""
+        if self.use_nft_queue:
+            return True
+        return all(self._ipt(op="-C", chain=c, match=m) == 0 for c, m in self._fallback_rules())
+
+    def ensure_queue_rules(self) -> bool:
+        """Put back fallback queue rules someone removed (an `nft flush ruleset`, `iptables -F`);
+        True when some were missing."""
+        if self.queue_rules_ok():
+            return False
+        self._iptables_queue(add=True)
+        return True
+
+    def _fallback_rules(self) -> List[Tuple[str, List[str]]]:
+        hooks = [("PREROUTING", ["-i", self.wan_if])] + [("FORWARD", ["-i", i]) for i in self.lan_ifs]
+        # the mark outlives the hook: without -i an inbound packet would be queued twice
+        return [(chain, iface + ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
+                                 "--queue-num", str(self.queue_num), "--queue-bypass"]) for chain, iface in hooks]
+
+    def _ipt(self, op: str, chain: str, match: List[str]) -> int:
+        return subprocess.run([self.iptables, "-t", "mangle", op, chain] + match,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+
+    def _mangle_present(self) -> bool:
+        return subprocess.run([self.binary, "list", "table", "ip", "mangle"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode == 0
+
     def _iptables_queue(self, add: bool) -> None:
         """The fallback hook: iptables NFQUEUE (mangle, priority -150) for what our chains marked."""
-        hooks = [("PREROUTING", ["-i", self.wan_if])] + [("FORWARD", ["-i", i]) for i in self.lan_ifs]
-        for chain, iface in hooks:
-            # the mark outlives the hook: without -i an inbound packet would be queued twice
-            match = iface + ["-m", "mark", "--mark", "0x%08x" % MARK, "-j", "NFQUEUE",
-                     "--queue-num", str(self.queue_num), "--queue-bypass"]
-
-            def ipt(op: str) -> int:
-                return subprocess.run([self.iptables, "-t", "mangle", op, chain] + match,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE).returncode
+        if add and self._mangle_was_there is None:
+            marker = self._mangle_marker
+            self._mangle_was_there = self._mangle_present() and not (marker and os.path.exists(marker))
+            if not self._mangle_was_there and marker:
+                try:
+                    os.makedirs(os.path.dirname(marker), exist_ok=True)
+                    with open(marker, "w"):
+                        pass
+                except OSError:
+                    pass
+        for chain, match in self._fallback_rules():
             if add:
-                if ipt("-C") != 0 and ipt("-I") != 0:
+                if self._ipt("-C", chain, match) != 0 and self._ipt("-I", chain, match) != 0:
                     raise NftError("iptables NFQUEUE rule could not be added in mangle %s" % chain)
             else:
-                while ipt("-C") == 0:
-                    if ipt("-D") != 0:
+                while self._ipt("-C", chain, match) == 0:
+                    if self._ipt("-D", chain, match) != 0:
                         break
+
+    def _remove_mangle_if_ours(self) -> None:
+        """iptables-nft made `table ip mangle` for our rules: take it back when it holds none now."""
+        if self._mangle_was_there is not False:
+            return
+        r = subprocess.run([self.binary, "-j", "list", "table", "ip", "mangle"], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL)
+        if r.returncode != 0:
+            return
+        try:
+            items = json.loads(r.stdout).get("nftables", [])
+        except ValueError:
+            return
+        if not any("rule" in i for i in items):
+            nft("delete table ip mangle\n", self.binary, check=False)
+        if self._mangle_marker:
+            try:
+                os.unlink(self._mangle_marker)
+            except OSError:
+                pass
 
     # -- elements
 
@@ -304,7 +373,7 @@ class NftTable:
             for ip in b.peers:
                 batch.add("sip_peer", (port, ip), None, to)
         else:
-            batch.add("media2lan", port, b.lan, to)
+            batch.add("media2lan", port, b.lan, to, b.tag)
             gate = self._gate(b)
             if gate is not None:
                 batch.add(gate[0], gate[1], None, to)
@@ -318,7 +387,7 @@ class NftTable:
             for ip in b.peers:
                 batch.refresh("sip_peer", (port, ip), None, to)
         else:
-            batch.refresh("media2lan", port, b.lan, to)
+            batch.refresh("media2lan", port, b.lan, to, b.tag)
             gate = self._gate(b)
             if gate is not None:
                 batch.refresh(gate[0], gate[1], None, to)
@@ -388,6 +457,7 @@ class NftTable:
         for e in w.elements("sip_peer"):
             peers.setdefault(e.key[0], []).append(e.key[1])
         media_peer = {e.key[0]: e.key[1] for e in w.elements("media_peer")}
+        tags = {e.key: e.comment for e in w.elements("media2lan")}
         media_open = {e.key: True for e in w.elements("media_open")}
         out = []
         for e in w.elements("lan2wan"):
@@ -400,5 +470,5 @@ class NftTable:
                 continue
             kind = "rtp" if wport % 2 == 0 else "rtcp"
             remote = (media_peer[wport], 0) if wport in media_peer else ANYONE if wport in media_open else None
-            out.append(Binding(lan, (self.wan_ip, wport), kind, float(left), remote))
+            out.append(Binding(lan, (self.wan_ip, wport), kind, float(left), remote, (), tags.get(wport)))
         return out

@@ -163,3 +163,35 @@ def test_update_changes_remote():
     r = e.handle(IN, SERVER, WAN, upd, 30.0)
     assert sorted(kinds(r)).count("move rtp") == 1 and kinds(r).count("move rtcp") == 1
     assert ("rtp", ("10.0.0.2", 6000), (WAN_IP, 6000), ("203.0.113.40", 22000)) in pinholes(e)
+
+
+def test_pinholes_picked_up_after_a_restart_close_with_the_bye():
+    from alg.core.bindings import Binding
+    from alg.core.dialogs import call_tag
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, invite(), 0.0)
+    e.handle(IN, SERVER, WAN, _answer(), 1.0)
+    held = [b.copy() for b in e.bindings() if b.kind != "sip"]
+    assert {b.tag for b in held} == {call_tag(b"call1@10.0.0.2", "10.0.0.2")}
+    # a new daemon finds them in the kernel (expires: seconds left) and knows nothing else
+    fresh = engine()
+    for b in held:
+        b.expires = 10.0 + 7000
+        fresh.restore(b)
+    assert not fresh.dialogs and len(pinholes(fresh)) == 2
+    r = fresh.handle(OUT, PHONE, SERVER, _bye(), 20.0)
+    assert sorted(k for k in kinds(r) if k.startswith("close")) == ["close rtcp", "close rtp"]
+    assert pinholes(fresh) == [] and not fresh.dialogs
+
+
+def test_a_phones_answer_to_an_invite_never_seen_is_still_rewritten():
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, register(), 0.0)            # the phone's binding (after a restart)
+    ok = with_body("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 203.0.113.10:5060;branch=z9hG4bKlost\n"
+                   "From: <sip:bob@203.0.113.10>;tag=b1\nTo: <sip:alice@203.0.113.1>;tag=a9\n"
+                   "Call-ID: lost1\nCSeq: 7 INVITE\nContact: <sip:alice@10.0.0.2:5060>\n"
+                   "Content-Type: application/sdp\n", sdp())
+    r = e.handle(OUT, PHONE, SERVER, ok, 5.0)
+    assert b"c=IN IP4 203.0.113.1\r\n" in r.payload and b"10.0.0.2" not in r.payload
+    assert ("rtp", ("10.0.0.2", 6000), (WAN_IP, 6000), ("203.0.113.10", 0)) in pinholes(e)
+    assert e.dialogs.get(b"lost1", "10.0.0.2").state == "confirmed"

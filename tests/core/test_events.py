@@ -119,3 +119,23 @@ def test_call_state_table():
     assert next_state(EARLY, REFRESHED) is None            # an early UPDATE changes only SDP
     assert next_state(CONFIRMED, CANCELLED) is None        # CANCEL after the 2xx is too late
     assert next_state(ENDED, REFRESHED) is None
+
+
+def test_a_fault_inside_the_engine_keeps_what_it_recorded_and_the_kernel_in_step():
+    e = engine()
+    boom = {"n": 0}
+    real = e.dialogs._lan_sdp
+
+    def failing(call, sdp, body, ctx):
+        real(call, sdp, body, ctx)         # the media bindings are made ...
+        boom["n"] += 1
+        raise RuntimeError("injected \xff fault")   # ... then handling fails
+    e.dialogs._lan_sdp = failing
+    r = e.handle(OUT, PHONE, SERVER, invite(), 0.0)
+    assert r.status == "malformed" and r.payload is None and boom["n"] == 1
+    assert "internal error RuntimeError: injected \\xff fault" in r.reason
+    opened = sorted(a.binding.kind for a in r.actions if a.kind == "open")
+    assert opened == sorted(b.kind for b in e.bindings())      # the kernel hears of every binding made
+    e.dialogs._lan_sdp = real
+    r = e.handle(OUT, PHONE, SERVER, invite(call_id="call2@10.0.0.2", rtp=6010), 1.0)
+    assert r.status == "rewritten" and sorted(a.binding.kind for a in r.actions if a.kind == "open") == ["rtcp", "rtp"]

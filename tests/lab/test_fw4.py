@@ -22,10 +22,12 @@ def _invite(call_id, rtp_port):
             b"Content-Length: %d\r\n\r\n" % (call_id, call_id, len(sdp)) + sdp)
 
 
-def _load_fw4(lab, includes):
+def _load_fw4(lab, includes, alg=None):
     lab.run(lab.rtr, "nft", "add table inet fw4")
     lab.run(lab.rtr, "nft", "delete table inet fw4")        # what `fw4 reload` does: flush, render anew
     lab.nft(lab.rtr, fw4_ruleset(lab.lan_if, lab.wan_if, includes))
+    if alg is not None:
+        alg.note_rules()                # the test's own firewall: what the daemon must leave behind
 
 
 def _rtp_reaches_phone(lab, wan_port):
@@ -56,13 +58,13 @@ def _offer(lab, call_id):
 
 
 def test_pinhole_passes_fw4_forward_drop_only_with_the_include(lab, alg):
-    _load_fw4(lab, [])
+    _load_fw4(lab, [], alg)
     wan_port = _offer(lab, b"fw4-1")
     assert alg.kernel_table()["media_peer"], "no pinhole opened"
     # without our include, fw4's wan zone drops the DNAT'd media: the check has teeth
     assert _rtp_reaches_phone(lab, wan_port) is None
     # fw4 reload renders the chain-pre include into forward_wan; our table is untouched
-    _load_fw4(lab, [INCLUDE])
+    _load_fw4(lab, [INCLUDE], alg)
     got = _rtp_reaches_phone(lab, wan_port)
     assert got is not None and got[0] == (SERVER, 20000)
     counted = lab.run(lab.rtr, "nft", "list", "chain", "inet", "fw4", "forward_wan").stdout.decode()
@@ -73,7 +75,7 @@ def test_pinhole_passes_fw4_forward_drop_only_with_the_include(lab, alg):
 
 
 def test_table_flushed_by_fw4_comes_back_on_hup_with_live_pinholes(lab, alg):
-    _load_fw4(lab, [INCLUDE])
+    _load_fw4(lab, [INCLUDE], alg)
     wan_port = _offer(lab, b"fw4-2")
     before = alg.kernel_table()
     lab.run(lab.rtr, "nft", "delete", "table", "ip", "sipalg")     # `fw4 flush` deletes every table
@@ -123,5 +125,6 @@ def test_kernel_sip_helper_is_taken_out_and_stays_out_after_fw4_reload(lab, logd
             time.sleep(0.2)
         assert 'ct helper set "sip"' not in rules() and 'ct helper set "ftp"' in rules()
         assert "kernel SIP helper: removed rule inet fw4 helper_lan" in a.log()
+        a.note_rules()                  # taking the kernel's helper out is what it was asked to do
     finally:
         a.stop()

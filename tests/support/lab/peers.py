@@ -6,8 +6,10 @@ stopped by the Lab (which kills whatever is left in its namespaces).
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -51,8 +53,12 @@ class Alg:
         # how python starts the command line (a benchmark may wrap it: ["-c", "...; alg.cli.main()"])
         self.python_args = python_args or ["-m", "alg"]
         self.proc: Optional[subprocess.Popen] = None
+        # the router's rules before the daemon (tests that change them themselves call note_rules())
+        self.baseline: Optional[str] = None
 
     def start(self, wait: float = 10.0) -> "Alg":
+        if self.baseline is None:
+            self.baseline = router_rules(self.lab, self.table)
         log = open(self.log_path, "a")
         status = os.path.join(self.state_dir, "status.json")
         if os.path.exists(status):
@@ -83,16 +89,60 @@ class Alg:
         self.proc.send_signal(signal.SIGHUP)
         time.sleep(wait)
 
+    def note_rules(self) -> None:
+        """The test changed the router's rules itself: these are what the daemon must leave behind,
+        but for what is the daemon's (its table, and the iptables fallback's mangle rules, which
+        stay as they were before it started)."""
+        now = router_rules(self.lab, self.table)
+        self.baseline = _with_mangle_of(now, self.baseline) if self.baseline is not None else now
+
     def stop(self, sig: int = signal.SIGTERM) -> int:
+        """Stop the daemon; after SIGTERM the router's rules (nft, iptables, iptables-legacy) must be
+        exactly what they were before it started."""
         if self.proc is None:
             return 0
         self.proc.send_signal(sig)
         rc = self.proc.wait(10)
         self.proc = None
+        if sig == signal.SIGTERM and self.baseline is not None:
+            left = router_rules(self.lab, self.table, ours_too=True)
+            if left != self.baseline:              # compare the mangle parts where they stand
+                left = _with_mangle_of(left, left)
+            assert left == _with_mangle_of(self.baseline, self.baseline), "the daemon left the router changed:\n%s" % "\n".join(
+                difflib.unified_diff(self.baseline.splitlines(), left.splitlines(), "before", "after", lineterm=""))
         return rc
 
     def kernel_table(self) -> dict:
         return kernel_table(self.lab, self.table)
+
+
+_NFT_MANGLE = re.compile(r"(?ms)^table ip mangle \{\n.*?^\}\n")
+_IPT_MANGLE = re.compile(r"(?ms)^\*mangle\n.*?^COMMIT\n?")
+
+
+def _with_mangle_of(rules: str, before: str) -> str:
+    """rules, with the mangle table (nft's and iptables-save's) as it is in before."""
+    parts, old = rules.split("\n--\n"), before.split("\n--\n")
+    for i, pat in ((0, _NFT_MANGLE), (1, _IPT_MANGLE)):
+        kept = "".join(pat.findall(old[i]))
+        parts[i] = pat.sub("", parts[i]) + kept
+    return "\n--\n".join(parts)
+
+
+def router_rules(lab: Lab, table: str, ours_too: bool = False) -> str:
+    """The router's firewall as text: `nft -s list ruleset` (without the daemon's own table unless
+    ours_too), `iptables-save` and `iptables-legacy-save` with packet counters left out."""
+    out = []
+    nft = lab.run(lab.rtr, "nft", "-s", "list", "ruleset", check=False).stdout.decode()
+    if not ours_too:
+        nft = re.sub(r"(?ms)^table ip %s \{\n.*?^\}\n" % re.escape(table), "", nft)
+    out.append(nft)
+    for cmd in ("iptables-save", "iptables-legacy-save"):
+        r = lab.run(lab.rtr, cmd, check=False)
+        text = r.stdout.decode() if r.returncode == 0 else ""
+        text = "\n".join(ln for ln in text.splitlines() if not ln.startswith("#"))
+        out.append(re.sub(r"\[\d+:\d+\]", "[-]", text))
+    return "\n--\n".join(out)
 
 
 def kernel_table(lab: Lab, table: str) -> dict:

@@ -160,6 +160,12 @@ return view.extend({
 		o.datatype = 'ip4addr';
 		o.depends('inbound_sip', 'peers');
 
+		o = s.option(form.Value, 'wan_sip_rate', _('SIP rate per internet host'),
+			_('SIP datagrams a second one internet host may send to the phones before the rest pass the router ' +
+			  'as plain NAT, never reaching the ALG: a flood can\'t slow it down. 0 means no limit.'));
+		o.datatype = 'range(0,1000000)';
+		o.placeholder = '200';
+
 		o = s.option(form.ListValue, 'media_from', _('Media from'),
 			_('<strong>sdp</strong> (recommended): a call\'s media pinhole admits only the far end its SDP names ' +
 			  '(or its server when that address is private). <strong>any</strong>: anyone until the far end\'s SDP ' +
