@@ -27,7 +27,6 @@ _WS = b" \t\r\n"                     # LWS once CR and LF are known to fold (see
 _TOKEN = _ALNUM + b"-.!%*_+`'~"
 _TOKEN_LWS = _TOKEN + _WS            # display-name = *(token LWS)
 _WORD = _TOKEN + b"()<>:\\\"/[]?{}"  # Call-ID words
-_CALLID = _WORD + b"@"
 _SCHEME = _ALNUM + b"+-."
 _UNRESERVED = _ALNUM + b"-_.!~*'()"
 # user (with escapes) and the characters a telephone-subscriber adds (RFC 2806:
@@ -44,11 +43,13 @@ _QDTEXT = bytes([c for c in range(256) if (c >= 32 and c != 34 and c != 92 and c
 
 _CACHE_MAX = 256
 
-# what a start line with its header names, a header line (a Via line with its
-# branch value cut out) and a Via head were found to be ("" for valid)
+# What was found valid, remembered by its bytes: header lines (a Via line with
+# its branch value cut out, see _via_line) and Via heads; and what a start line
+# with its list of header names gives (_shape).  Invalid ones are found again
+# each time: they only cost the malformed path.
+_GOOD = set()
+_HEADS = set()
 _SHAPES = {}
-_VALUES = {}
-_VIA_HEADS = {}
 
 # The headers looked into, one bit each.  Exactly once: From, To, Call-ID,
 # CSeq (RFC 3261 8.1.1, 20; 7.3.1: only comma-list headers may repeat), and
@@ -62,7 +63,6 @@ _LENGTH = 32
 _CONTACT = 64
 _ROUTE = 128          # Route, Record-Route, Path: lists of name-addrs
 _ONCE = _FROM | _TO | _CALL_ID | _CSEQ | _LENGTH
-_NAME_ADDR = _FROM | _TO | _CONTACT | _ROUTE
 _REQUIRED = ((_VIA, "Via"), (_FROM, "From"), (_TO, "To"), (_CALL_ID, "Call-ID"), (_CSEQ, "CSeq"))
 _KINDS = {b"via": _VIA, b"from": _FROM, b"to": _TO, b"call-id": _CALL_ID, b"cseq": _CSEQ,
           b"content-length": _LENGTH, b"contact": _CONTACT, b"route": _ROUTE,
@@ -75,7 +75,7 @@ _LABELS = {b"via": "Via", b"from": "From", b"to": "To", b"call-id": "Call-ID", b
 def check(msg):
     """Why msg breaks the grammar the rewrite relies on, or "" when it follows it."""
     names = msg.names
-    # the start line and the header names: what to look into, or why not
+    # the start line and the header names: which lines to look into, or why not
     key = msg.start_line + b"\n".join(names)
     shape = _SHAPES.get(key)
     if shape is None:
@@ -83,31 +83,29 @@ def check(msg):
         _remember(_SHAPES, key, shape)
     if type(shape) is str:
         return shape
-    values = _VALUES
-    raw_at = msg.raw_at
-    for i, bit, label in shape:
-        raw = raw_at(i)
-        if bit & _NAME_ADDR:
-            # From, To, Contact, Route...: a device repeats them, the line is the key
-            why = values.get(raw)
-            if why is None:
-                why = _name_addrs(_value(raw), bit)
-                _remember(values, raw, why)
-        elif bit == _VIA:
-            why = _via_line(raw)
-        elif bit == _CSEQ:
-            why = _cseq(raw, msg)
-        else:
-            # callid = word [ "@" word ] (RFC 3261 25.1), with SWS around it
-            v = raw[raw.find(b":") + 1:].strip(_WS)
-            at = v.find(b"@")
-            if (not v or v.lstrip(_CALLID) or at == 0 or at == len(v) - 1
-                    or (at > 0 and v.find(b"@", at + 1) >= 0)):
-                why = "not word[@word]"
-            else:
-                continue
+    name_addrs, vias, cseq, call_id = shape
+    raws = msg.raw_lines()
+    good = _GOOD
+    for i in name_addrs:
+        # From, To, Contact, Route...: a device repeats them, the line is the key
+        raw = raws[i]
+        if raw not in good:
+            why = _name_addrs(_value(raw), _KINDS[names[i]])
+            if why:
+                return _LABELS[names[i]] + ": " + why
+            _remember(good, raw)
+    for i in vias:
+        why = _via_line(raws[i])
         if why:
-            return label + ": " + why
+            return "Via: " + why
+    why = _cseq(raws[cseq], msg)
+    if why:
+        return "CSeq: " + why
+    # callid = word [ "@" word ] (RFC 3261 25.1), with SWS around it
+    v = raws[call_id].partition(b":")[2].strip(_WS)
+    word, at, host = v.partition(b"@")
+    if not word or word.lstrip(_WORD) or (at and (not host or host.lstrip(_WORD))):
+        return "Call-ID: not word[@word]"
     body = msg.body
     if body and body[:2] != b"v=":        # SDP is no start line
         return _second_message(msg, body)
@@ -115,14 +113,16 @@ def check(msg):
 
 
 def _shape(names):
-    """Which header lines to look into, as ((index, bit, label), ...), or why the
-    names alone break the grammar (a name that is no token, a header missing or twice)."""
+    """(name-addr line indexes, Via line indexes, CSeq's, Call-ID's), or why the names
+    alone break the grammar (a name that is no token, a header missing or twice)."""
     for k in names:
         # header-name = token (compact forms are tokens too)
         if not k or k.lstrip(_TOKEN):
             return "header name %s is not a token" % _show(k)
     seen = 0
-    todo = []
+    name_addrs = []
+    vias = []
+    cseq = call_id = -1
     i = -1
     for k in names:
         i += 1
@@ -132,12 +132,18 @@ def _shape(names):
         if bit & seen & _ONCE:
             return "more than one " + _LABELS[k]
         seen |= bit
-        if bit != _LENGTH:                # length_problem() read it
-            todo.append((i, bit, _LABELS[k]))
+        if bit == _VIA:
+            vias.append(i)
+        elif bit == _CSEQ:
+            cseq = i
+        elif bit == _CALL_ID:
+            call_id = i
+        elif bit != _LENGTH:              # length_problem() read Content-Length
+            name_addrs.append(i)
     for bit, label in _REQUIRED:
         if not seen & bit:
             return "no " + label
-    return tuple(todo)
+    return (tuple(name_addrs), tuple(vias), cseq, call_id)
 
 
 def _value(raw):
@@ -147,39 +153,36 @@ def _value(raw):
 
 def _via_line(raw):
     """_via() of a header line, remembered by the line without its branch value (a
-    new one every transaction): a token branch can make no line valid or invalid."""
-    p = raw.find(b";branch=")
-    if p > 0 and raw.find(b'"') < 0:
-        s = p + 8
-        n = len(raw) - 1 if raw[-1:] == b"\r" else len(raw)
-        e = raw.find(b";", s, n)
-        c = raw.find(b",", s, e if e >= 0 else n)
-        if c >= 0:
-            e = c
-        elif e < 0:
-            e = n
-        if e > s and not raw[s:e].lstrip(_TOKEN):
-            key = raw[:p] + raw[e:]
-            why = _VALUES.get(key)
-            if why is None:
-                why = _via(_value(key))
-                _remember(_VALUES, key, why)
-            return why
-    return _via(_value(raw))
+    new one every transaction): a token branch can make no line valid or invalid.
+
+    (partition, and `in` with a byte's value, not find: in CPython they skip find's
+    argument parsing, and `bytes in bytes` first fails to read the needle as a number.)"""
+    head, sep, rest = raw.partition(b";branch=")
+    if not sep or 34 in raw:                  # a '"'
+        return _via(_value(raw))
+    value, semi, tail = rest.partition(b";")
+    if not semi and value[-1:] == b"\r":
+        value = value[:-1]
+        tail = b"\r"
+    if not value or value.lstrip(_TOKEN):
+        return _via(_value(raw))             # ',' ends it (another value follows), or worse
+    key = head + semi + tail
+    if key in _GOOD:
+        return ""
+    why = _via(_value(key))
+    if not why:
+        _remember(_GOOD, key)
+    return why
 
 
-def _folds_only(raw):
-    """A CR or LF inside a header line is only ever part of folding (CRLF or LF, then
-    SP/HT: the message model starts a new header at any other LF); the line's own
-    CR, before the LF that ends it, is not part of raw's value."""
-    c = raw.find(b"\r")
-    return c < 0 or c == len(raw) - 1 or _line_ends(raw[:-1] if raw[-1:] == b"\r" else raw)
-
-
-def _remember(cache, key, why):
+def _remember(cache, key, value=None):
+    """cache[key] = value (a dict), or key into cache (a set); emptied when full."""
     if len(cache) >= _CACHE_MAX:
         cache.clear()
-    cache[key] = why
+    if value is None:
+        cache.add(key)
+    else:
+        cache[key] = value
 
 
 def _show(b):
@@ -355,7 +358,7 @@ def _escapes_ok(b):
 
 def _cseq(raw, msg):
     """CSeq = 1*DIGIT LWS Method (RFC 3261 20.16); 8.1.1.5: 32 bits, the request's method."""
-    parts = raw[raw.find(b":") + 1:].split()
+    parts = raw.partition(b":")[2].split()
     if len(parts) != 2:
         return "not a number and a method"
     num, method = parts
@@ -366,7 +369,7 @@ def _cseq(raw, msg):
             return "method %s is not the request's %s" % (_show(method), _show(msg.method))
     elif method.lstrip(_TOKEN):
         return "method is not a token"
-    if not _folds_only(raw):
+    if 13 in raw[:-1] and not _line_ends(raw[:-1] if raw[-1] == 13 else raw):
         return "stray CR"
     return ""
 
@@ -383,19 +386,18 @@ def _via(v):
         elements = _split(v, False)
         if type(elements) is str:
             return elements
-    heads = _VIA_HEADS
+    heads = _HEADS
     for e in elements:
         e = e.strip(_WS)
         if not e:
             return "empty value"
         semi = e.find(b";")
         head = e if semi < 0 else e[:semi]
-        why = heads.get(head)
-        if why is None:
+        if head not in heads:
             why = _via_head(head)
-            _remember(heads, head, why)
-        if why:
-            return why
+            if why:
+                return why
+            _remember(heads, head)
         if semi >= 0:
             why = _params(e[semi:], _VIA_PARAMS)
             if why:
@@ -473,10 +475,6 @@ _VIA_PARAMS = {b"branch": (_token, True), b"received": (_received, True), b"madd
 _CONTACT_PARAMS = {b"expires": (_digits, True)}          # c-p-expires = "expires" EQUAL delta-seconds
 _TAG_PARAMS = {b"tag": (_token, True)}                   # tag-param = "tag" EQUAL token
 _NO_PARAMS = {}
-# what each parameter (";name=value" without the ';') was found to be, per rule set
-_PIECES = {}
-for _rules in (_VIA_PARAMS, _CONTACT_PARAMS, _TAG_PARAMS, _NO_PARAMS):
-    _PIECES[id(_rules)] = {}
 
 
 # ------------------------------------------------------------ parameters
@@ -490,22 +488,15 @@ def _params(p, rules):
         pieces = p.split(b";")
         if pieces[0].strip(_WS):
             return "bad byte before the parameters"
-        cache = _PIECES[id(rules)]
         for piece in pieces[1:]:
-            # a new branch every transaction: a plain token value is fine whatever the rules
-            if piece[:7] == b"branch=" and len(piece) > 7 and not piece[7:].lstrip(_TOKEN):
-                continue
-            why = cache.get(piece)
-            if why is None:
-                eq = piece.find(b"=")
-                if eq < 0:
-                    name = piece.strip(_WS)
-                    value = None
-                else:
-                    name = piece[:eq].strip(_WS)
-                    value = piece[eq + 1:].strip(_WS)
-                why = _param(name, value, rules)
-                _remember(cache, piece, why)
+            eq = piece.find(b"=")
+            if eq < 0:
+                name = piece.strip(_WS)
+                value = None
+            else:
+                name = piece[:eq].strip(_WS)
+                value = piece[eq + 1:].strip(_WS)
+            why = _param(name, value, rules)
             if why:
                 return why
         return ""
