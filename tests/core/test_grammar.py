@@ -289,3 +289,24 @@ def test_remembered_verdicts_stay_right():
         assert_invalid(request(via="Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK<g1>;rport"), "branch")
         assert_valid(request(via="Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKother;rport"))
         assert_invalid(request(via="Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKg1;;rport"), "empty")
+
+
+def test_sent_by_with_spaced_colon_keeps_its_port():
+    """sent-by = host [ COLON port ], COLON = SWS ":" SWS: the port after " : " is the
+    one bound and rewritten, the spacing stays, and the response gets it back."""
+    e = engine()
+    e.handle(OUT, ("10.0.0.3", 5070), SERVER, register(ip="10.0.0.3", port=5070), 1.0)   # takes WAN 5070
+    data = register(port=5070).replace(b"10.0.0.2:5070;branch", b"10.0.0.2 :\r\n 5070;branch")
+    assert_valid(data)
+    r = e.handle(OUT, ("10.0.0.2", 5070), SERVER, data, 1.0)
+    assert r.status == "rewritten", r.reason
+    wan_port = e.lookup_lan(("10.0.0.2", 5070)).wan[1]
+    assert wan_port != 5070
+    assert (b"Via: SIP/2.0/UDP 203.0.113.1 :\r\n %d;branch=z9hG4bKreg1;rport\r\n" % wan_port) in r.payload
+    assert e.lookup_lan(("10.0.0.2", 5060)) is None        # no binding for a port the phone never named
+    ok = crlf("SIP/2.0 200 OK\nVia: SIP/2.0/UDP 203.0.113.1 :\n %d;branch=z9hG4bKreg1;rport=%d;received=203.0.113.1\n"
+              "From: <sip:alice@203.0.113.10>;tag=r1\nTo: <sip:alice@203.0.113.10>;tag=s\n"
+              "Call-ID: reg1@10.0.0.2\nCSeq: 1 REGISTER\n" % (wan_port, wan_port)) + b"Content-Length: 0\r\n\r\n"
+    r = e.handle(IN, SERVER, (WAN_IP, wan_port), ok, 2.0)
+    assert r.status == "rewritten", r.reason
+    assert b"Via: SIP/2.0/UDP 10.0.0.2 :\r\n 5070;branch=z9hG4bKreg1;rport=5070;received=10.0.0.2\r\n" in r.payload
