@@ -41,6 +41,7 @@ _QDTEXT = bytes([c for c in range(256) if (c >= 32 and c != 34 and c != 92 and c
                  or c == 9 or c == 10 or c == 13])
 
 _CACHE_MAX = 256
+_KEY_MAX = 1024       # longer lines are judged each time: 256 of 64 KB would be a lot of router
 
 # What was found valid, remembered by its bytes: header lines (a Via line with
 # its branch value cut out, see _via_line) and Via heads; and what a start line
@@ -174,6 +175,8 @@ def _via_line(raw):
 
 def _remember(cache, key, value=None):
     """cache[key] = value (a dict), or key into cache (a set); emptied when full."""
+    if len(key) > _KEY_MAX:
+        return
     if len(cache) >= _CACHE_MAX:
         cache.clear()
     if value is None:

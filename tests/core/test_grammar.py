@@ -4,7 +4,7 @@ from alg.core.message import parse_message
 from alg.core.engine import Engine, OUT, IN
 from alg.core.config import Config
 from alg.core.events import Malformed
-from sipmsgs import PHONE, SERVER, WAN, WAN_IP, crlf, with_body, sdp, invite, register
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, crlf, with_body, invite, register
 
 HEAD = {
     "start": "INVITE sip:bob@203.0.113.10 SIP/2.0",
@@ -71,7 +71,8 @@ def test_valid_near_misses():
         {"cseq": "cseq: 0009\n  INVITE"},
         {"call_id": "i: abc"},
         {"start": "INVITE sip:sips%3Abob%40example.com@203.0.113.10;transport=udp SIP/2.0"},
-        {"start": "INVITE sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@example.com SIP/2.0"},
+        {"start": "INVITE sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*:&it+has=1,"
+                  "weird!*pas$wo~d_too.(doesn't-it)@example.com SIP/2.0"},
         {"start": "INVITE sip:bob@[2001:db8::10:5070] SIP/2.0"},          # RFC 5118 4.3
         {"start": "INVITE sip:bob@example.com. SIP/2.0"},
         {"start": "INVITE tel:+1-201-555-0123 SIP/2.0"},
@@ -311,3 +312,13 @@ def test_sent_by_with_spaced_colon_keeps_its_port():
     r = e.handle(IN, SERVER, (WAN_IP, wan_port), ok, 2.0)
     assert r.status == "rewritten", r.reason
     assert b"Via: SIP/2.0/UDP 10.0.0.2 :\r\n 5070;branch=z9hG4bKreg1;rport=5070;received=10.0.0.2\r\n" in r.payload
+
+
+def test_long_lines_are_judged_but_not_kept():
+    import alg.core.grammar as grammar
+    contacts = ", ".join("<sip:alice@10.0.0.2:%d>" % (6000 + n) for n in range(200))
+    data = request(contact="Contact: " + contacts)
+    for _ in range(2):
+        assert_valid(data)
+        assert_invalid(data.replace(b":6150>", b":6150"), "Contact")
+    assert max(len(k) for k in grammar._GOOD) <= grammar._KEY_MAX

@@ -3,7 +3,7 @@ from alg.core.engine import Engine, OUT, IN
 from alg.core.config import Config
 from alg.core.message import parse_message
 from alg.core.result import Result
-from sipmsgs import PHONE, SERVER, WAN, WAN_IP, crlf, invite, register
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, invite, register
 
 
 def engine():
