@@ -155,10 +155,30 @@ def sdp_body(draw, hosts, eol):
 
 
 def fold(draw, value, eol):
-    """Fold a header value at one of its ';' (RFC 3261 7.3.1 line folding)."""
-    if ";" not in value or not draw(st.booleans()):
+    """Fold a header value at its first header-parameter ';' (RFC 3261 7.3.1 line
+    folding): SEMI allows white space there, a URI inside <...> has none (a ';'
+    inside quotes is no parameter's)."""
+    depth = 0
+    quoted = escaped = False
+    at = -1
+    for i, c in enumerate(value):
+        if escaped:
+            escaped = False
+        elif quoted:
+            escaped = c == "\\"
+            quoted = c != '"'
+        elif c == '"':
+            quoted = True
+        elif c == "<":
+            depth += 1
+        elif c == ">":
+            depth -= 1
+        elif c == ";" and depth == 0:
+            at = i
+            break
+    if at < 0 or not draw(st.booleans()):
         return value
-    return value.replace(";", eol + draw(st.sampled_from((" ", "\t", "   "))) + ";", 1)
+    return value[:at] + eol + draw(st.sampled_from((" ", "\t", "   "))) + value[at:]
 
 
 @st.composite

@@ -13,6 +13,7 @@ Where things live:
   policy.py         who may get a binding or pinhole, for which port, for how long
   mapping.py        the sender's addresses mapped across the NAT, one rule both ways
   message.py        SIP message model: start line, header lines, body (byte-preserving)
+  grammar.py        RFC 3261 grammar of what the rewrite reads, checked before rewriting
   headers.py        header names, compact forms, splitting comma lists
   uri.py            host:port inside SIP URIs, IPv6 references
   via.py            Via sent-by / received / rport / maddr rewriting

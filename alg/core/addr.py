@@ -3,7 +3,11 @@
 MicroPython has no `ipaddress`, and SIP carries addresses as bytes, so the
 core does its own small parsing.  Addresses are kept as text (str) in the
 normalised form: dotted quad for IPv4, RFC 5952 compressed lower case for
-IPv6, so two spellings of one address compare equal.
+IPv6, so two spellings of one address compare equal.  An IPv4-mapped IPv6
+address (::ffff:a.b.c.d, RFC 4291 2.5.5.2) is the IPv4 node itself, as a
+dual-stack phone writes its own address: it normalises to the dotted quad, so
+"[::ffff:10.0.0.2]" and "::ffff:a00:2" name the sender 10.0.0.2 wherever the
+core compares addresses (and the rewrite writes the WAN address as IPv4).
 """
 
 _DIGITS = b"0123456789"
@@ -114,7 +118,7 @@ def norm_ip(b):
     p = parse_ip(b)
     if p is None:
         text = None
-    elif p[0] == 4:
+    elif p[0] == 4 or p[1] >> 32 == 0xFFFF:
         n = p[1]
         text = "%d.%d.%d.%d" % ((n >> 24) & 255, (n >> 16) & 255, (n >> 8) & 255, n & 255)
     else:
@@ -163,7 +167,12 @@ class Network:
 
     def __contains__(self, ip):
         p = parse_ip(ip)
-        return p is not None and p[0] == self.family and (p[1] & self.mask) == self.net
+        if p is None:
+            return False
+        family, n = p
+        if family == 6 and self.family == 4 and n >> 32 == 0xFFFF:
+            family, n = 4, n & 0xFFFFFFFF            # IPv4-mapped: the IPv4 node
+        return family == self.family and (n & self.mask) == self.net
 
     def __repr__(self):
         return "<Network %s>" % self.text

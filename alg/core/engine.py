@@ -29,6 +29,7 @@ from .addr import norm_ip
 from .bindings import BindingTable, SIP, IDLE, EXPIRY as BINDING_EXPIRY, REST as PORT_REST
 from .timers import Timers
 from .message import parse_message, MalformedMessage
+from .grammar import check as grammar_problem
 from .keepalive import classify, options_answer, PING, PONG, STUN, PONG_BYTES
 from .via import top_via, rewrite_sent_by, replace_sent_by, restore_received_rport
 from .nameaddr import map_header_uris, map_uri_span, contacts
@@ -190,7 +191,7 @@ class Engine:
             msg = parse_message(payload)
         except MalformedMessage as e:
             return _malformed("not SIP: %s" % e)
-        bad = msg.length_problem()
+        bad = msg.length_problem() or grammar_problem(msg)
         if bad:
             return _malformed(bad)
         if self.wan_ip is None:

@@ -78,6 +78,13 @@ class Message:
         h = self._objs.get(i)
         return self._raws[i] if h is None else h.raw[:-1]
 
+    def raw_lines(self):
+        """Every header's current bytes (without the final LF), in order; the parser's
+        own list while nothing was rewritten (read it, don't change it)."""
+        if not self._objs:
+            return self._raws
+        return [self.raw_at(i) for i in range(len(self.names))]
+
     def to_bytes(self):
         raws = self._raws
         if not raws:

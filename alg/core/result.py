@@ -1,6 +1,6 @@
 """What handling one datagram (or one expiry pass) gives the shell back."""
 
-from .events import Refused
+from .events import Refused, wire
 
 OUT = "out"     # LAN -> WAN
 IN = "in"       # WAN -> LAN
@@ -70,11 +70,12 @@ class Result(Outcome):
 
 
 def _render(note):
-    """A note's text: its format with the arguments (bytes read as ASCII text)."""
+    """A note's text: its format with the arguments, wire bytes escaped (events.wire:
+    non-ASCII and controls as \\xNN), so any bytes render and none reach a log raw."""
     args = note[1:]
     if not args:
         return note[0]
-    return note[0] % tuple([a.decode() if isinstance(a, bytes) else a for a in args])
+    return note[0] % tuple([wire(a) if isinstance(a, bytes) else a for a in args])
 
 
 def refuse(ctx, what, lan, why):

@@ -9,6 +9,8 @@ and notes where each rewritable address or port sits, so a rewrite is a
 splice of the parsed body with no second pass.
 """
 
+from .addr import norm_ip
+
 DIRECTIONS = (b"sendrecv", b"sendonly", b"recvonly", b"inactive")
 
 # What a noted span holds (see SessionDescription.spans).
@@ -128,6 +130,9 @@ class SessionDescription:
                     if value != old_addr and not _same_addr(value, old_addr):
                         continue
                     new = new_addr
+                    if _mapped(value, new_addr) and body[line_at + s - 4:line_at + s] == b"IP6 ":
+                        s -= 4                  # the addrtype follows the address
+                        new = b"IP4 " + new_addr
                 elif kind == _PORT:
                     new = port_map.get(value)
                     if new is None:
@@ -262,7 +267,14 @@ def parse_sdp(body):
 
 
 def _same_addr(a, b):
-    return a == b or (b":" in a and a.lower() == b.lower())
+    """One address in two spellings: IPv6 case and zeros, or an IPv4-mapped IPv6
+    spelling of an IPv4 address (addr.norm_ip)."""
+    return a == b or (b":" in a and (a.lower() == b.lower() or norm_ip(a) == norm_ip(b)))
+
+
+def _mapped(old, new):
+    """An IPv4-mapped IPv6 spelling replaced by an IPv4 address: "IN IP6" becomes "IN IP4"."""
+    return b":" in old and b":" not in new
 
 
 def _token_at(line, index):
@@ -295,12 +307,12 @@ def _rewrite_line(line, old_addr, new_addr, port_map):
         slash = tok.find(b"/")
         addr = tok if slash < 0 else tok[:slash]
         if _same_addr(addr, old_addr):
-            return line[:span[0]] + new_addr + line[span[0] + len(addr):]
+            return _addrtype(line[:span[0]] + new_addr + line[span[0] + len(addr):], 1, addr, new_addr)
         return line
     if k == b"o=":
         span = _token_at(line, 5)
         if span is not None and _same_addr(line[span[0]:span[1]], old_addr):
-            return line[:span[0]] + new_addr + line[span[1]:]
+            return _addrtype(line[:span[0]] + new_addr + line[span[1]:], 4, line[span[0]:span[1]], new_addr)
         return line
     if k == b"m=":
         span = _token_at(line, 1)
@@ -322,10 +334,19 @@ def _rewrite_line(line, old_addr, new_addr, port_map):
         port = _int(rest[span[0]:span[1]])
         aspan = _token_at(rest, 3)
         if aspan is not None and _same_addr(rest[aspan[0]:aspan[1]], old_addr):
-            out = out[:aspan[0]] + new_addr + out[aspan[1]:]
+            out = _addrtype(out[:aspan[0]] + new_addr + out[aspan[1]:], 2, rest[aspan[0]:aspan[1]], new_addr)
         if port is not None and port in port_map:
             out = out[:span[0]] + str(port_map[port]).encode() + out[span[1]:]
         return line[:7] + out
+    return line
+
+
+def _addrtype(line, index, old, new):
+    """line with its addrtype token (number index) set to IP4 where _mapped(old, new)."""
+    if _mapped(old, new):
+        span = _token_at(line, index)
+        if span is not None and line[span[0]:span[1]] == b"IP6":
+            return line[:span[0]] + b"IP4" + line[span[1]:]
     return line
 
 

@@ -56,7 +56,25 @@ def sent_by_span(buf, start, end):
         i += 1
     while i < end and buf[i] in WS:
         i += 1
-    return _host_port_at(buf, i, end)
+    hp = _host_port_at(buf, i, end)
+    if hp is not None and hp[2] >= 0:
+        return hp
+    # sent-by = host [ COLON port ] and COLON = SWS ":" SWS: "10.0.0.2 : 5060" has its port too
+    he = hp[1] if hp is not None else end - len(buf[i:end].lstrip(_HOST_CHARS))
+    if he == i:
+        return None
+    j = he
+    while j < end and buf[j] in WS:
+        j += 1
+    if j < end and buf[j] == 58:
+        j += 1
+        while j < end and buf[j] in WS:
+            j += 1
+        k = end - len(buf[j:end].lstrip(_DIGITS))
+        if k == j:
+            return None
+        return i, he, j, k
+    return hp
 
 
 def uri_span(buf, start, end):

@@ -107,12 +107,14 @@ def rewrite_sent_by(via, new_ip, new_port, maddr_from=None):
     hs, he, ps, pe = via.sent_by
     host = format_host(new_ip)
     # the port is written only if it was before or differs from the default
+    colon = b":"
     if ps >= 0:
         port = raw[ps:pe] if int(raw[ps:pe]) == new_port else str(new_port).encode()
-        sent_by = host + b":" + port
+        colon = raw[he:ps]            # ":" as a rule, " : " where the phone spaced it (SWS)
+        sent_by = host + colon + port
         rest = pe
     elif new_port != DEFAULT_PORT:
-        sent_by = host + b":" + str(new_port).encode()
+        sent_by = host + colon + str(new_port).encode()
         rest = he
     else:
         sent_by = host
@@ -124,7 +126,7 @@ def rewrite_sent_by(via, new_ip, new_port, maddr_from=None):
             tail = raw[rest:span[0]] + host + raw[span[1]:]
     he = hs + len(host)
     if len(sent_by) > len(host):
-        sb = (hs, he, he + 1, hs + len(sent_by))
+        sb = (hs, he, he + len(colon), hs + len(sent_by))
     else:
         sb = (hs, he, -1, -1)
     _replace(via, raw[:hs] + sent_by + tail, sb)
