@@ -24,9 +24,9 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-CACHES = (("alg.core.message", "_START"), ("alg.core.via", "_SENT_BY"), ("alg.core.nameaddr", "_LISTED"),
-          ("alg.core.nameaddr", "_SINGLE"), ("alg.core.sdp", "_LINES"), ("alg.core.addr", "_cache"),
-          ("alg.core.addr", "_text_cache"))
+CACHES = (("alg.core.via", "_SENT_BY"), ("alg.core.nameaddr", "_LISTED"), ("alg.core.nameaddr", "_SINGLE"),
+          ("alg.core.addr", "_cache"), ("alg.core.addr", "_text_cache"), ("alg.core.grammar", "_SHAPES"),
+          ("alg.core.grammar", "_GOOD"), ("alg.core.grammar", "_HEADS"))
 
 
 class Forgetful(dict):
@@ -36,12 +36,17 @@ class Forgetful(dict):
         pass
 
 
+class ForgetfulSet(set):
+    def add(self, item):
+        pass
+
+
 def disable_caches():
     import importlib
     for mod, name in CACHES:
         m = importlib.import_module(mod)
         if hasattr(m, name):
-            setattr(m, name, Forgetful())
+            setattr(m, name, ForgetfulSet() if isinstance(getattr(m, name), set) else Forgetful())
 
 
 def messages(phones):

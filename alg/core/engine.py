@@ -254,12 +254,16 @@ class Engine:
                     ctx.notes.append(("Via %s -> %s", before, via.sent_by_bytes()))
         n = 0
         # IPv4 text is canonical, so a header without the sender's address
-        # text can't name it: skip parsing it (IPv6 has many spellings).
+        # text (or a bracketed IPv6 reference, which may be ::ffff:a.b.c.d) can't
+        # name it: skip parsing it (IPv6 has many spellings).
         needle = lan_ip.encode() if ":" not in lan_ip else b""
         i = -1
         for k in msg.names:
             i += 1
-            if k not in _NAME_ADDR or msg.raw_at(i).find(needle) < 0:
+            if k not in _NAME_ADDR:
+                continue
+            raw = msg.raw_at(i)
+            if raw.find(needle) < 0 and raw.find(b"[") < 0:     # an IPv4-mapped sender is bracketed
                 continue
             h = msg.header_at(i)
             if k == b"contact":

@@ -47,6 +47,10 @@ _KEY_MAX = 1024       # longer lines are judged each time: 256 of 64 KB would be
 # its branch value cut out, see _via_line) and Via heads; and what a start line
 # with its list of header names gives (_shape).  Invalid ones are found again
 # each time: they only cost the malformed path.
+# Worth it through the daemon: without them a message costs 216k more
+# instructions (433k with, 650k without, the check itself then more than the
+# rest of the engine), about 35 us of the daemon's 300 us CPU per queued
+# packet (12%; bench/cache_value.py's mix under callgrind, 2026-12-01).
 _GOOD = set()
 _HEADS = set()
 _SHAPES = {}

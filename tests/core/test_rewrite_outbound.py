@@ -185,3 +185,10 @@ def test_engine_never_raises_on_junk():
         for d in (OUT, IN):
             r = e.handle(d, PHONE if d == OUT else SERVER, SERVER if d == OUT else WAN, junk, 1.0)
             assert r.verdict in ("accept", "drop")
+
+
+def test_contact_naming_the_sender_ipv4_mapped_is_rewritten():
+    e = engine()
+    reg = register(contact="<sip:alice@[::ffff:a00:2]:5060>")
+    r = e.handle(OUT, PHONE, SERVER, reg, 1.0)
+    assert b"Contact: <sip:alice@203.0.113.1:5060>\r\n" in r.payload
