@@ -118,7 +118,9 @@ class Daemon:
         self.refused: Dict[str, int] = {}          # refusal reason -> how many
         self._refusal_logged: Dict[str, float] = {}
         self._refusal_quiet: Dict[str, int] = {}
-        self._ports_due = 0.0                      # when to read the router's own ports again
+        self._ports_due = 0.0                      # when to read the router's own listeners again
+        self._forwards_due = float("inf")          # ... and other tables' port forwards (on their change)
+        self._forwarded: set = set()
         self.queue = None
         self.leds = StatusLeds(site.leds)
 
@@ -141,6 +143,7 @@ class Daemon:
             log.info("picked up %d bindings left in the kernel table", len(kept))
         self._kernel_helper_off()
         self.queue = PacketQueue(self.s.queue_num, self.on_packet)
+        self.nftmon.read()                     # what starting did to the ruleset is known already
         self.leds.start()
         log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
                  self.site.wan_if, self.wan_ip or "no address yet",
@@ -186,8 +189,8 @@ class Daemon:
                     self._carry_out(out.actions, now)
                     self.hygiene.run(self.wan_ip)
                 self._log_events(out.events, "expired: ")
-                if now >= self._ports_due:
-                    self._read_router_ports(now)
+                if now >= self._ports_due or now >= self._forwards_due:
+                    self._read_router_ports(now, forwards=now >= self._forwards_due)
                 if now - last_tick >= 1.0:
                     last_tick = now
                     self.leds.update(self.engine, self.wan_ip, self.nft_failures, now)
@@ -273,12 +276,21 @@ class Daemon:
                 e.kind == "overrun" or (e.kind.startswith("del") and e.table == "mangle") for e in events):
             if self.table.ensure_queue_rules():
                 log.warning("the iptables NFQUEUE rules were removed: put back")
-        if any(e.table != self.s.table for e in events):
-            self._ports_due = min(self._ports_due, now + 2.0)      # debounced: fw4 makes many
+        others = [e for e in events if e.table and e.table != self.s.table and not e.table.startswith("sipalg_probe")
+                  and e.kind.endswith(("rule", "chain", "table"))]
+        if others:
+            log.debug("ruleset changed (%s): port forwards read again", others[0])
+            self._forwards_due = min(self._forwards_due, now + 2.0)      # debounced: fw4 makes many
 
-    def _read_router_ports(self, now: float) -> None:
-        from alg.kernel.router_ports import router_ports
-        self.engine.reserve_wan_ports(router_ports(self.wan_ip, self.s.table))
+    def _read_router_ports(self, now: float, forwards: bool = True) -> None:
+        """The WAN ports the router uses itself: its listeners (/proc, every 30 s) and, when asked
+        (start, reload, another table changed), the ports other tables forward (`nft -j`, never
+        on a timer: nothing is spawned while calls go on undisturbed)."""
+        from alg.kernel.router_ports import forwarded_ports, listeners
+        if forwards:
+            self._forwarded = forwarded_ports(self.s.table)
+            self._forwards_due = float("inf")
+        self.engine.reserve_wan_ports(listeners(self.wan_ip) | self._forwarded)
         self._ports_due = now + 30.0
 
     def _follow_wan(self, now: float) -> Optional[str]:

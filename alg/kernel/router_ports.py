@@ -93,13 +93,17 @@ def forwarded(ruleset_json: str, own_table: str) -> Set[int]:
     return out
 
 
-def router_ports(wan_ip: Optional[str], own_table: str, nft: str = "nft") -> Set[int]:
-    """Everything no binding may take: listeners and other tables' forwards."""
-    ports = listeners(wan_ip)
+def forwarded_ports(own_table: str, nft: str = "nft") -> Set[int]:
+    """The ports other tables of the ruleset forward, as `nft -j list ruleset` shows them now."""
     r = subprocess.run([nft, "-j", "list", "ruleset"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     if r.returncode == 0 and r.stdout.strip():
         try:
-            ports |= forwarded(r.stdout.decode(), own_table)
+            return forwarded(r.stdout.decode(), own_table)
         except ValueError:
             pass
-    return ports
+    return set()
+
+
+def router_ports(wan_ip: Optional[str], own_table: str, nft: str = "nft") -> Set[int]:
+    """Everything no binding may take: listeners and other tables' forwards."""
+    return listeners(wan_ip) | forwarded_ports(own_table, nft)

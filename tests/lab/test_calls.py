@@ -162,6 +162,9 @@ def test_sigkill_fails_open_and_restart_picks_up(lab, alg, logdir):
     r = json.loads(sender.communicate(timeout=30)[0])
     assert uac.wait() == 0 and uas.wait() == 0
     assert r["received"] >= 295                   # audio kept flowing through the kill and restart
+    time.sleep(0.5)
+    t = alg.kernel_table()                        # the BYE closed the pinholes picked up after the restart
+    assert t["media2lan"] == [] and t["media_peer"] == [], t
     alg.stop(signal.SIGTERM)
     assert alg.kernel_table() == {}
     ipt = lab.run(lab.rtr, "iptables-save").stdout.decode()

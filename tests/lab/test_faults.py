@@ -1,0 +1,145 @@
+"""Faults a router meets in months of running: its rules flushed, huge or broken input, a bug inside
+the engine, and no process started on the packet path."""
+import os
+import re
+import subprocess
+import time
+
+from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.peers import Alg, Kamailio, Sipp, recv_udp, received, send_udp
+from tests.support.need import need_tools
+
+SRV = (SERVER, 5060)
+
+
+def _options(n, port=5060):
+    return (("OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:%d;branch=z9hG4bKf%s\r\n"
+             "From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: f%s\r\nCSeq: 1 OPTIONS\r\n"
+             "Contact: <sip:a@10.0.0.2:%d>\r\nContent-Length: 0\r\n\r\n") % (port, n, n, port)).encode()
+
+
+def _crosses_rewritten(lab, n, timeout=3.0):
+    rx = recv_udp(lab, lab.wan, SRV, timeout=timeout)
+    t0 = time.monotonic()
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _options(n))
+    got = received(rx)
+    return got is not None and b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in got[1], time.monotonic() - t0
+
+
+def _register_and_call(lab, logdir, tag, phone=0):
+    ns, ip = (lab.ph1, PHONES[0]) if phone == 0 else (lab.ph2, PHONES[1])
+    reg = Sipp(lab, ns, "register.xml", ip, logdir, remote="%s:5060" % SERVER, name="reg-" + tag,
+               extra=["-key", "expires", "600"])
+    assert reg.start().wait() == 0, "the registration failed"
+    uas = Sipp(lab, lab.wan, "uas.xml", SERVER, logdir, port=5080, rtp=20000, name="uas-" + tag).start()
+    time.sleep(0.3)
+    uac = Sipp(lab, ns, "uac.xml", ip, logdir, remote="%s:5080" % SERVER, rtp=6000, name="uac-" + tag).start()
+    assert uac.wait() == 0 and uas.wait() == 0, "the call failed"
+
+
+def test_nft_flush_ruleset_heals_within_two_seconds_and_an_incoming_call_works(lab, alg, logdir):
+    Kamailio(lab, logdir).start()
+    reg = Sipp(lab, lab.ph1, "register.xml", PHONES[0], logdir, remote="%s:5060" % SERVER, name="reg",
+               extra=["-key", "expires", "600"])
+    assert reg.start().wait() == 0
+    lab.run(lab.rtr, "nft", "flush", "ruleset")
+    lab.nft(lab.rtr, "table ip lab_nat {\n chain post {\n type nat hook postrouting priority srcnat;"
+                     " oifname \"wan0\" masquerade\n }\n}\n")             # the lab's own NAT, as fw4 would
+    alg.note_rules()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and not alg.kernel_table().get("sip2lan"):
+        time.sleep(0.1)
+    assert alg.kernel_table().get("sip2lan"), "not healed within 2 s"
+    ok, _ = _crosses_rewritten(lab, "flush1")
+    assert ok
+    assert "was removed from the kernel: re-installed" in alg.log()
+    # an incoming call to the registered phone through the re-installed signalling binding
+    uas = Sipp(lab, lab.ph1, "uas.xml", PHONES[0], logdir, rtp=6000, name="phone-uas").start()
+    time.sleep(0.5)
+    caller = Sipp(lab, lab.wan, "uac.xml", SERVER, logdir, remote="%s:5060" % SERVER, port=5070, rtp=20070,
+                  name="caller")                    # calls bob, whom the phone registered as
+    assert caller.start().wait() == 0 and uas.wait() == 0
+
+
+def test_4200_oversized_datagrams_then_a_registration_and_a_call(lab, alg, logdir):
+    Kamailio(lab, logdir).start()
+    big = _options("big").replace(b"Content-Length: 0\r\n\r\n",
+                                  b"X-Pad: " + b"p" * 4200 + b"\r\nContent-Length: 0\r\n\r\n")
+    code = ("import socket,sys,time;s=socket.socket(2,2);s.bind(('10.0.0.2',5062));d=sys.stdin.buffer.read()\n"
+            "for i in range(4200):\n s.sendto(d,('203.0.113.10',5099))\n if i%100==0: time.sleep(0.002)\n")
+    lab.run(lab.ph1, "python3", "-c", code, input=big, timeout=120)
+    assert alg.proc.poll() is None
+    _register_and_call(lab, logdir, "after-big")
+
+
+def test_a_register_with_1000_contacts_then_an_options_crosses_in_100_ms(lab, alg):
+    contacts = "".join("Contact: <sip:a@10.0.0.2:%d>\r\n" % (20000 + i) for i in range(999))
+    reg = (("REGISTER sip:203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKmany\r\n"
+            "From: <sip:a@203.0.113.10>;tag=1\r\nTo: <sip:a@203.0.113.10>\r\nCall-ID: many\r\nCSeq: 1 REGISTER\r\n"
+            "%sContact: <sip:a@10.0.0.2:99999>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n") % contacts).encode()
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5099), reg)
+    ok, took = _crosses_rewritten(lab, "after-many")
+    assert ok and took < 0.1 + 0.25, took        # (the receiver's own start-up is the 0.25)
+    assert len(alg.kernel_table()["sip2lan"]) == 1        # one binding: the source's
+    assert alg.status()["counters"]["nft_failures"] == 0
+
+
+FAULTY = ("import alg.core.dialogs as d\n"
+          "real = d.Dialogs._lan_sdp\n"
+          "def _lan_sdp(self, call, sdp, body, ctx):\n"
+          "    out = real(self, call, sdp, body, ctx)\n"
+          "    if b'boom' in call.call_id:\n"
+          "        raise RuntimeError('injected fault')\n"
+          "    return out\n"
+          "d.Dialogs._lan_sdp = _lan_sdp\n"
+          "import sys; from alg.cli import main; sys.exit(main(sys.argv[1:]))\n")
+
+
+def _invite(call_id, rtp):
+    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n"
+           % rtp).encode()
+    return (("INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
+             "From: <sip:a@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
+             "Contact: <sip:a@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n")
+            % (call_id, call_id, len(sdp))).encode() + sdp
+
+
+def test_a_fault_inside_the_engine_then_an_invite_gets_its_pinholes(lab, logdir):
+    alg = Alg(lab, logdir, python_args=["-c", FAULTY]).start()
+    try:
+        rx = recv_udp(lab, lab.wan, SRV)
+        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite("boom1", 6000))
+        got = received(rx)
+        assert got is not None and b"c=IN IP4 10.0.0.2" in got[1]          # passed as it came
+        t = alg.kernel_table()
+        kernel = sorted(e[1]["concat"][1] for e in t["media2lan"])
+        held = sorted(int(b["lan"].split(":")[1]) for b in alg.status()["bindings"] if b["kind"] != "sip")
+        assert kernel == held                                               # engine and kernel agree
+        rx = recv_udp(lab, lab.wan, SRV)
+        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite("fine2", 6010))
+        got = received(rx)
+        assert got is not None and b"c=IN IP4 %s" % ROUTER_WAN.encode() in got[1]
+        ports = sorted(e[1]["concat"][1] for e in alg.kernel_table()["media2lan"])
+        assert 6010 in ports and 6011 in ports
+        st = alg.status()["counters"]
+        assert st["malformed"] >= 1
+        assert "internal error RuntimeError: injected fault" in alg.log()
+    finally:
+        alg.stop()
+
+
+def test_no_process_is_started_on_the_packet_path(lab, alg, logdir):
+    need_tools("strace")
+    Kamailio(lab, logdir).start()
+    trace = os.path.join(logdir, "execve.trace")
+    st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=execve,execveat", "-o", trace,
+                           "-p", str(alg.proc.pid)], stderr=subprocess.PIPE)
+    time.sleep(1.0)                                          # attached
+    _register_and_call(lab, logdir, "traced")
+    time.sleep(0.5)
+    st.terminate()
+    st.wait(10)
+    with open(trace) as f:
+        lines = [ln for ln in f if re.search(r"\bexecve(at)?\(", ln)]
+    assert lines == [], "the daemon started processes during a call:\n" + "".join(lines)
+    assert alg.status()["counters"]["rewritten"] >= 6        # it did handle the call
