@@ -1,7 +1,8 @@
 """Side by side: plain NAT, the Linux kernel's SIP helper (nf_nat_sip), and sipalg.
 
 The same scenarios run through the same namespace lab with each router
-setup, and the numbers are printed in a table.  A benchmark, not a test:
+setup (bench/routers.py: the helper is attached by an nft `ct helper` object,
+sipalg runs at info level), and the numbers are printed in a table.  A benchmark, not a test:
 it asserts nothing and needs root, sipp and kamailio (scripts/setup).
 
     sudo python3 bench/nat_compare.py [--quick]
@@ -24,30 +25,18 @@ from __future__ import annotations
 import json
 import os
 import re
-import statistics
 import sys
 import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER              # noqa: E402
-from tests.support.lab.peers import (Alg, Capture, Kamailio, RtpEcho, Sipp,      # noqa: E402
-                           rtp_send_bg)
+from bench.routers import LABELS, Router                                          # noqa: E402
+from bench.stats import pct                                                       # noqa: E402
+from tests.support.lab.netns import Lab, PHONES, SERVER                           # noqa: E402
+from tests.support.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send_bg  # noqa: E402
 
-MODES = ("plain NAT", "kernel nf_nat_sip", "sipalg")
-
-
-def setup(lab: Lab, mode: str, logdir: str):
-    if mode == "kernel nf_nat_sip":
-        for chain in ("PREROUTING", "OUTPUT"):
-            lab.run(lab.rtr, "iptables", "-t", "raw", "-A", chain, "-p", "udp", "--dport", "5060",
-                    "-j", "CT", "--helper", "sip")
-            lab.run(lab.rtr, "iptables", "-t", "raw", "-A", chain, "-p", "udp", "--sport", "5060",
-                    "-j", "CT", "--helper", "sip")
-    if mode == "sipalg":
-        return Alg(lab, logdir).start()
-    return None
+MODES = ("plain", "helper", "sipalg")          # bench/routers.py
 
 
 def outbound(lab, logdir):
@@ -176,14 +165,6 @@ def rtt(lab, n):
     return out
 
 
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
 def main():
     quick = "--quick" in sys.argv
     scenarios = [("outbound", outbound), ("two-phones", two_phones), ("odd-sip", odd_sip)] + \
@@ -194,7 +175,7 @@ def main():
         for name, fn in scenarios:
             logdir = tempfile.mkdtemp(prefix="sipalg-bench-")
             with Lab(tag="b") as lab:
-                alg = setup(lab, mode, logdir)
+                router = Router(lab, mode, logdir).start()
                 try:
                     res[name] = fn(lab, logdir)
                 except Exception as e:              # a scenario that breaks counts as failed
@@ -203,28 +184,24 @@ def main():
                 if name == "outbound":
                     times = rtt(lab, 200)
                     res["rtt"] = times
-                    if alg is not None:
-                        st = alg.status()
-                        res["rss"] = rss_kb(alg.proc.pid)
+                    if router.alg is not None:
+                        st = router.alg.status()
+                        res["rss"] = router.rss_kb()
                         res["rtp_queued"] = st["counters"]["media_queued"]
-                if alg is not None:
-                    alg.stop()
+                router.stop()
         rows[mode] = res
         print("%s: done" % mode, file=sys.stderr)
     print()
-    print("%-22s" % "" + "".join("%20s" % m for m in MODES))
+    print("%-22s" % "" + "".join("%20s" % LABELS[m] for m in MODES))
     for name, _ in scenarios:
         print("%-22s" % name + "".join("%20s" % ("pass" if rows[m].get(name) else "FAIL") for m in MODES))
     passed = ["%d/%d" % (sum(1 for n, _ in scenarios if rows[m].get(n)), len(scenarios)) for m in MODES]
     print("%-22s" % "scenarios passed" + "".join("%20s" % p for p in passed))
 
     def q(ts, p):
-        if not ts:
-            return "-"
-        ts = sorted(ts)
-        return "%.2f ms" % (1000 * ts[min(len(ts) - 1, int(p * len(ts)))])
-    print("%-22s" % "SIP RTT median" + "".join("%20s" % q(rows[m].get("rtt"), 0.5) for m in MODES))
-    print("%-22s" % "SIP RTT p99" + "".join("%20s" % q(rows[m].get("rtt"), 0.99) for m in MODES))
+        return "-" if not ts else "%.2f ms" % (1000 * pct(ts, p))
+    print("%-22s" % "SIP RTT median" + "".join("%20s" % q(rows[m].get("rtt"), 50) for m in MODES))
+    print("%-22s" % "SIP RTT p99" + "".join("%20s" % q(rows[m].get("rtt"), 99) for m in MODES))
     print("%-22s" % "RTP seen by daemon" + "".join("%20s" % rows[m].get("rtp_queued", "-") for m in MODES))
     print("%-22s" % "daemon RSS" + "".join("%20s" % (("%d kB" % rows[m]["rss"]) if "rss" in rows[m] else "-")
                                            for m in MODES))
