@@ -4,9 +4,10 @@ Each mode (bench/routers.py: plain NAT, the kernel helper, a null daemon on each
 backend, sipalg) gets a lab of its own, all built at once.  A generator on the phone sends
 one message at a time on command, a stateless registrar/UAS on the WAN side answers
 (bench/responder.py), and inside the router namespace an AF_PACKET socket on each of the
-phone's LAN port (lan0) and wan0 takes the kernel's timestamp (SO_TIMESTAMPNS: set when
-the datagram is received from the wire and when it is handed to the device) of every
-datagram; a datagram is recognised on both sides by Call-ID, CSeq and method or status.
+phone's LAN port (lan0) and wan0 takes the kernel's timestamp of every datagram
+(bench/stamps.py: SO_TIMESTAMPNS, set when a frame is received from the wire and when it
+is handed to the device); a datagram is recognised on both sides by Call-ID, CSeq and
+method or status.
 Latency = out-timestamp minus in-timestamp of the same datagram.
 
 Messages go round-robin over the modes, one at a time, the order rotating with each
@@ -23,11 +24,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import select
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                 # noqa: E402
 from bench.routers import LABELS, MODES, Router, available, describe_refusals  # noqa: E402
+from bench.stamps import WHAT, Stamps                                    # noqa: E402
 from bench.stats import pct, ratio, us                                   # noqa: E402
 
 HERE = os.path.abspath(__file__)
@@ -59,9 +59,6 @@ KINDS = [
     (("reg", 3, "200"), "200 expires 0 (in)"),
 ]
 KIND_OF = dict(KINDS)
-SO_TIMESTAMPNS = 35                 # = SCM_TIMESTAMPNS; socket has no name for it
-ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800          # only ETH_P_ALL taps see outgoing and bridged frames
-PACKET_OUTGOING = 4
 
 
 # -- in the phone's namespace: one message per command
@@ -117,51 +114,6 @@ def phone(ip: str) -> None:
         print("ok" if ok else "lost", flush=True)
 
 
-# -- in the router's namespace: kernel timestamps on both sides
-
-def stamps(lan_if: str, wan_if: str) -> None:
-    """Until stdin closes: first timestamp (ns) of each SIP datagram per side and way; then JSON."""
-    socks = {}
-    for side, ifname in (("lan", lan_if), ("wan", wan_if)):
-        s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
-        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
-        s.bind((ifname, ETH_P_ALL))
-        s.setblocking(False)
-        socks[s] = side
-    seen = {}
-    print("ready", flush=True)
-    while True:
-        ready = select.select(list(socks) + [sys.stdin], [], [])[0]
-        for s in ready:
-            if s is sys.stdin:
-                if not sys.stdin.readline():
-                    print(json.dumps([[k[0].decode(), k[1].decode(), k[2].decode(), v] for k, v in seen.items()]))
-                    return
-                continue
-            while True:
-                try:
-                    data, anc, _, addr = s.recvmsg(65535, 64)
-                except BlockingIOError:
-                    break
-                ts = None
-                for level, kind, blob in anc:
-                    if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS:
-                        sec, nsec = struct.unpack("qq", blob[:16])
-                        ts = sec * 1000000000 + nsec
-                if ts is None or addr[1] != ETH_P_IP or len(data) < 28 or data[9] != 17:
-                    continue
-                ihl = (data[0] & 15) * 4
-                sport, dport = struct.unpack("!HH", data[ihl:ihl + 4])
-                if 5060 not in (sport, dport):
-                    continue
-                k = sipmsg.key(data[ihl + 8:])
-                if k is None:
-                    continue
-                way = "out" if addr[2] == PACKET_OUTGOING else "in"
-                seen.setdefault(k, {}).setdefault(socks[s] + "_" + way, ts)
-
-
 # -- the driver
 
 class ModeLab:
@@ -178,9 +130,7 @@ class ModeLab:
         self.responder = lab.popen(lab.wan, sys.executable, os.path.join(os.path.dirname(HERE), "responder.py"),
                                    *map(str, SERVER_SIP), stdout=subprocess.PIPE)
         self.responder.stdout.readline()
-        self.stamps = lab.popen(lab.rtr, sys.executable, HERE, "--stamps", "lan0", lab.wan_if,
-                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-        self.stamps.stdout.readline()
+        self.stamps = Stamps(lab, lab.rtr, lan="lan0", wan=lab.wan_if)
         self.phone = lab.popen(lab.ph1, sys.executable, HERE, "--phone", PHONES[0], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE)
         self.lost = 0
@@ -193,9 +143,8 @@ class ModeLab:
 
     def latencies(self, warmup: int) -> dict:
         """{row: [seconds]} from the router's timestamps, rounds before warmup left out."""
-        out, _ = self.stamps.communicate(b"done\n", timeout=60)
         rows = {}
-        for cid, cseq, what, t in json.loads(out):
+        for cid, cseq, what, t in self.stamps.result():
             prefix, _, r = cid.partition("-")
             if not r.isdigit() or int(r) < warmup or not cseq.split()[0].isdigit():
                 continue
@@ -220,13 +169,9 @@ def main() -> int:
     ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
     ap.add_argument("--quick", action="store_true", help="5 rounds: a smoke run, not a measurement")
     ap.add_argument("--phone", metavar="IP", help=argparse.SUPPRESS)
-    ap.add_argument("--stamps", nargs=2, metavar=("LAN_IF", "WAN_IF"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phone:
         phone(args.phone)
-        return 0
-    if args.stamps:
-        stamps(*args.stamps)
         return 0
     if os.geteuid() != 0:
         print("latency: needs root (network namespaces, nftables, NFQUEUE)", file=sys.stderr)
@@ -262,8 +207,7 @@ def main() -> int:
 
 
 def report(modes, results, lost, args, elapsed, backend, skipped, notes) -> None:
-    print("one-way latency added by the router; kernel timestamps (AF_PACKET + SO_TIMESTAMPNS on the router's "
-          "lan0 and wan0)")
+    print("one-way latency added by the router, from %s on its lan0 and wan0" % WHAT)
     print("%d rounds of %d messages per mode (+%d warm-up), modes interleaved per message, %.0f s; "
           "sipalg queue backend: %s%s" % (args.rounds, len(STEPS), args.warmup, elapsed, backend or "-",
                                          ("; sipalg args: " + " ".join(args.daemon_arg)) if args.daemon_arg else ""))

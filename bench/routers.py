@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 from tests.support.lab.netns import Lab, ROUTER_WAN
 from tests.support.lab.peers import Alg
@@ -168,17 +168,19 @@ def describe_refusals(routers: Sequence[Router]) -> List[str]:
     return out
 
 
-def queue_rule_packets(lab: Lab, table: str = "sipalg") -> Dict[str, int]:
-    """Packets the kernel's queue rules matched, per chain of the ALG's table (nft counters)."""
+def queued_by_kernel(lab: Lab, table: str = "sipalg") -> int:
+    """Packets the kernel's queue rules sent to the queue so far: the nft rules with a `queue`
+    statement in the ALG's table, and the iptables NFQUEUE rules of the fallback (the packets
+    the daemon should see; with fail-open, those it didn't passed unseen)."""
+    n = 0
     r = lab.run(lab.rtr, "nft", "-j", "list", "table", "ip", table, check=False)
-    if r.returncode != 0:
-        return {}
-    out: Dict[str, int] = {}
-    for item in json.loads(r.stdout).get("nftables", []):
-        rule = item.get("rule")
-        if not rule:
-            continue
-        for ex in rule.get("expr", []):
-            if isinstance(ex, dict) and "counter" in ex and isinstance(ex["counter"], dict):
-                out[rule["chain"]] = out.get(rule["chain"], 0) + ex["counter"].get("packets", 0)
-    return out
+    for item in json.loads(r.stdout).get("nftables", []) if r.returncode == 0 else []:
+        exprs = (item.get("rule") or {}).get("expr", [])
+        if any(isinstance(ex, dict) and "queue" in ex for ex in exprs):
+            n += sum(ex["counter"].get("packets", 0) for ex in exprs
+                     if isinstance(ex, dict) and isinstance(ex.get("counter"), dict))
+    r = lab.run(lab.rtr, "iptables-save", "-c", "-t", "mangle", check=False)
+    for line in r.stdout.decode().splitlines():
+        if "-j NFQUEUE" in line and line.startswith("["):
+            n += int(line[1:].split(":", 1)[0])
+    return n
