@@ -146,13 +146,14 @@ def rss_kb(pid: int) -> Optional[int]:
 
 
 def cpu_seconds(pid: int) -> Optional[float]:
-    """utime + stime of a process so far, in seconds."""
+    """utime + stime of a process so far, in seconds, with its waited-for children's
+    (cutime + cstime): what a daemon that runs `nft` per change spends in them too."""
     try:
         with open("/proc/%d/stat" % pid) as f:
             fields = f.read().rsplit(")", 1)[1].split()
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return sum(int(x) for x in fields[11:15]) / os.sysconf("SC_CLK_TCK")
 
 
 def describe_refusals(routers: Sequence[Router]) -> List[str]:
