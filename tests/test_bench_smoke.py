@@ -17,9 +17,9 @@ from tests.support.need import require_lab
 
 # (script and arguments, what its output must show when every part of it ran)
 RUNS = [
-    (["engine_bench.py", "200"], [r"^INVITE\+SDP out .* msgs/s", r"^REGISTER out .* msgs/s"]),
-    (["queue_bench.py", "--seconds", "0.3"], [r"netlink\s+accept", r"netlink\s+rewrite"]),
-    (["nft_bench.py", "--rounds", "2"], [r"binding\s+delete\s+writer\s+\d+"]),
+    (["engine_bench.py", "--quick"], [r"^INVITE\+SDP out .* msgs/s", r"^REGISTER out .* msgs/s"]),
+    (["queue_bench.py", "--quick"], [r"netlink\s+accept", r"netlink\s+rewrite"]),
+    (["nft_bench.py", "--quick"], [r"binding\s+delete\s+writer\s+\d+"]),
     (["latency.py", "--quick"], [r"^OPTIONS(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
                                  r"^200 expires 0 \(in\)(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
                                  r"^samples / lost(\s+[1-9]\d* / \d+)+$"]),
