@@ -45,7 +45,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                          # noqa: E402
-from bench.routers import Router, describe_refusals, queued_by_kernel            # noqa: E402
+from bench.routers import Router, describe_refusals, queue_state, queued_by_kernel  # noqa: E402
 from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER               # noqa: E402
 from tests.support.lab.peers import Kamailio, Sipp                                # noqa: E402
 
@@ -54,6 +54,7 @@ SINK = "203.0.113.20"                  # where LAN floods go (kamailio keeps SER
 OTHER = "203.0.113.66"                 # a WAN host that is no peer of the phone
 KINDS = ("lan-options", "lan-register", "lan-invite", "wan-options-peer", "wan-invite-peer",
          "wan-options-other", "wan-invite-other")
+SO_RCVBUFFORCE = 33                              # root: a receive buffer past net.core.rmem_max
 PER_HOST = 5000                        # LAN floods: new source ports per address (10.0.0.10-209) before the next
 
 
@@ -132,7 +133,7 @@ def sink(job: dict) -> None:
     """Counts each sequence number once: rewritten or unmodified; `ready`, then JSON at stdin's end."""
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 25)
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 25)
     s.bind((job["ip"], 5060))
     s.setblocking(False)
     inbound = job["inbound"]
@@ -204,44 +205,55 @@ class FloodLab:
         d = tempfile.mkdtemp(prefix="%s-%d-" % (kind, rate), dir=self.logdir)
         router = Router(lab, "sipalg", d, self.args.daemon_arg, self.args.config, backend=self.backend).start()
         try:
-            target = (ROUTER_WAN, 5060)
-            if kind.startswith("wan-"):
-                target = self._register_phone(router, d)
-            inbound = kind.startswith("wan-")
-            sink_p = lab.popen(lab.ph1 if inbound else lab.wan, sys.executable, HERE, "--sink",
-                               json.dumps({"ip": PHONES[0] if inbound else SINK, "inbound": inbound}),
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            sink_p.stdout.readline()
-            time.sleep(1.2)                                 # a status written since start or registration
-            k0, st0 = queued_by_kernel(lab), router.status().get("counters", {})
-            sampler = Sampler(router)
-            sampler.start()
-            gen = lab.popen(lab.wan if inbound else lab.ph1, sys.executable, HERE, "--gen",
-                            json.dumps({"kind": kind, "rate": rate, "seconds": seconds, "target": target}),
-                            stdout=subprocess.PIPE)
-            legit = {}
-            self.floods += 1
-            t = threading.Timer(min(2.0, seconds / 3), self._legit, (d, legit, "legit%d" % self.floods))
-            t.start()
-            g = json.loads(gen.communicate(timeout=seconds * 3 + 60)[0])
-            t.join()
-            time.sleep(1.5)                                 # the queue drains, the status is written
-            sampler.stopped.set()
-            sampler.join()
-            out, _ = sink_p.communicate(b"end\n", timeout=30)
-            got = json.loads(out)
-            c = router.status().get("counters", {})
-            k1 = queued_by_kernel(lab)
-            saw = (c.get("queued", 0) + c.get("not_udp", 0)) - (st0.get("queued", 0) + st0.get("not_udp", 0))
-            return {"kind": kind, "rate": rate, "target": "%s:%d" % target, "sent": g["sent"], "send_errors": g["errors"],
-                    "offered": g["sent"] / g["seconds"], **got,
-                    "lost": g["sent"] - got["rewritten"] - got["unmodified"] - got["other"],
-                    "unseen": max(0, (k1 - k0) - saw), "cpu": sampler.cpu, "rss": sampler.rss,
-                    "legit": legit, "refusals": describe_refusals([router]),
-                    "queue_counters": router.status().get("queue_counters", {})}
+            res = self._flood(router, kind, rate, seconds, d)
         finally:
             router.stop()
             lab.conntrack_flush()
+        res["killed"] = router.killed
+        return res
+
+    def _flood(self, router: Router, kind: str, rate: int, seconds: float, d: str) -> dict:
+        lab = self.lab
+        target = (ROUTER_WAN, 5060)
+        if kind.startswith("wan-"):
+            target = self._register_phone(router, d)
+        inbound = kind.startswith("wan-")
+        sink_p = lab.popen(lab.ph1 if inbound else lab.wan, sys.executable, HERE, "--sink",
+                           json.dumps({"ip": PHONES[0] if inbound else SINK, "inbound": inbound}),
+                           stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        sink_p.stdout.readline()
+        time.sleep(1.2)                                 # a status written since start or registration
+        k0, st0, q0 = queued_by_kernel(lab), router.status().get("counters", {}), queue_state(lab) or {}
+        sampler = Sampler(router)
+        sampler.start()
+        gen = lab.popen(lab.wan if inbound else lab.ph1, sys.executable, HERE, "--gen",
+                        json.dumps({"kind": kind, "rate": rate, "seconds": seconds, "target": target}),
+                        stdout=subprocess.PIPE)
+        legit = {}
+        self.floods += 1
+        t = threading.Timer(min(2.0, seconds / 3), self._legit, (d, legit, "legit%d" % self.floods))
+        t.start()
+        g = json.loads(gen.communicate(timeout=seconds * 3 + 60)[0])
+        t.join()
+        drained = time.monotonic() + 120                # what is still queued gets its verdict first
+        while (queue_state(lab) or {}).get("waiting") and time.monotonic() < drained:
+            time.sleep(0.2)
+        time.sleep(1.5)                                 # the last packets cross, the status is written
+        q1 = queue_state(lab) or {}
+        sampler.stopped.set()
+        sampler.join()
+        out, _ = sink_p.communicate(b"end\n", timeout=30)
+        got = json.loads(out)
+        c = router.status().get("counters", {})
+        k1 = queued_by_kernel(lab)
+        saw = (c.get("queued", 0) + c.get("not_udp", 0)) - (st0.get("queued", 0) + st0.get("not_udp", 0))
+        return {"kind": kind, "rate": rate, "target": "%s:%d" % target, "sent": g["sent"], "send_errors": g["errors"],
+                "offered": g["sent"] / g["seconds"], **got,
+                "lost": g["sent"] - got["rewritten"] - got["unmodified"] - got["other"],
+                "unseen": max(0, (k1 - k0) - saw), "cpu": sampler.cpu, "rss": sampler.rss,
+                "kernel_dropped": sum(q1.get(k, 0) - q0.get(k, 0) for k in ("dropped", "user_dropped")),
+                "legit": legit, "refusals": describe_refusals([router]),
+                "queue_counters": router.status().get("queue_counters", {})}
 
     def _register_phone(self, router: Router, d: str) -> tuple:
         """Phone 1 registers as alice with kamailio from 5060; its WAN mapping as the daemon holds it."""
@@ -360,6 +372,10 @@ def report(results, args, elapsed) -> None:
         if r["duplicates"]:
             extra.append("%d duplicates" % r["duplicates"])
         extra += r["refusals"]
+        if r["kernel_dropped"]:
+            extra.append("the kernel dropped %d from the full queue (no fail-open)" % r["kernel_dropped"])
+        if r["killed"]:
+            extra.append("the daemon did not stop within 10 s of SIGTERM and was killed")
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}
         if q:
             extra.append("queue counters %s" % q)

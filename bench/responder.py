@@ -20,6 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.sipmsg import answer    # noqa: E402
 
 
+SO_RCVBUFFORCE = 33                              # root: a receive buffer past net.core.rmem_max
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("ip")
@@ -27,7 +30,7 @@ def main() -> int:
     ap.add_argument("--expires", type=int, default=3600, help="the most a REGISTER is granted (s)")
     args = ap.parse_args()
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 24)
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 25)
     s.bind((args.ip, args.port))
     local = (args.ip, args.port)
     print("ready", flush=True)

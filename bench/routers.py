@@ -73,6 +73,7 @@ class Router:
         self.backend = mode[5:] if mode.startswith("null-") else backend
         self.alg: Optional[Alg] = None
         self.proc: Optional[subprocess.Popen] = None
+        self.killed = False
 
     def start(self) -> "Router":
         lab = self.lab
@@ -95,8 +96,17 @@ class Router:
         return self
 
     def stop(self) -> None:
+        """SIGTERM; a daemon still busy 10 s later is killed and its table deleted for it, so the
+        next start (which picks up what the table holds) begins empty; `killed` says so."""
         if self.alg is not None:
-            self.alg.stop()
+            try:
+                self.alg.stop()
+            except subprocess.TimeoutExpired:
+                self.killed = True
+                self.alg.proc.kill()
+                self.alg.proc.wait()
+                self.alg.proc = None
+                self.lab.run(self.lab.rtr, "nft", "delete", "table", "ip", self.alg.table, check=False)
             self.alg = None
         if self.proc is not None:
             self.proc.send_signal(signal.SIGTERM)
@@ -185,3 +195,15 @@ def queued_by_kernel(lab: Lab, table: str = "sipalg") -> int:
         if "-j NFQUEUE" in line and line.startswith("["):
             n += int(line[1:].split(":", 1)[0])
     return n
+
+
+def queue_state(lab: Lab, num: int = 0) -> Optional[dict]:
+    """The kernel's view of NFQUEUE `num` in the router (/proc/net/netfilter/nfnetlink_queue):
+    packets waiting now, dropped because the queue was full (no fail-open), dropped because
+    the daemon's socket was (no fail-open), ids handed out.  None while nothing binds it."""
+    r = lab.run(lab.rtr, "cat", "/proc/net/netfilter/nfnetlink_queue", check=False)
+    for line in r.stdout.decode().splitlines():
+        f = line.split()
+        if len(f) >= 8 and f[0] == str(num):
+            return {"waiting": int(f[2]), "dropped": int(f[5]), "user_dropped": int(f[6]), "ids": int(f[7])}
+    return None

@@ -27,6 +27,7 @@ from bench.sipmsg import key    # noqa: E402
 
 HERE = os.path.abspath(__file__)
 SO_TIMESTAMPNS = 35                              # = SCM_TIMESTAMPNS; socket has no name for it
+SO_RCVBUFFORCE = 33                              # root: a receive buffer past net.core.rmem_max
 ETH_P_ALL, ETH_P_IP = 0x0003, 0x0800
 PACKET_OUTGOING = 4
 SIP_PORT = 5060
@@ -38,7 +39,7 @@ def capture(sides: Dict[str, str]) -> None:
     socks = {}
     for side, ifname in sides.items():
         s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(ETH_P_ALL))
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 25)
+        s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 1 << 25)
         s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         s.bind((ifname, ETH_P_ALL))
         s.setblocking(False)
