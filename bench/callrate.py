@@ -28,25 +28,23 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from bench.routers import LABELS, Router, describe_refusals, queued_by_kernel  # noqa: E402
+from bench.routers import (LABELS, add_daemon_options, daemon_note, describe_refusals,  # noqa: E402
+                           lab_router, queued_by_kernel)
 from bench.stamps import WHAT, Stamps                                              # noqa: E402
 from bench.stats import pct                                                        # noqa: E402
-from tests.support.lab.netns import Lab, PHONES, SERVER                            # noqa: E402
+from tests.support.lab.netns import PHONES, SERVER                                 # noqa: E402
 from tests.support.lab.peers import Sipp                                           # noqa: E402
 
 MODES = ("plain", "helper", "sipalg")
 UAC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scenarios", "uac_setup.xml")
-RATES = "50,100,200,300,400,600,800,1000,1500,2000"
+RATES = "10,25,50,100,200,300,400,600,800,1000,1500,2000,3000,4000"
 LIMIT = 0.100                       # p99 set-up delay, seconds
 
 
 class RateLab:
     def __init__(self, stack: contextlib.ExitStack, mode: str, i: int, args):
         self.mode = mode
-        self.logdir = tempfile.mkdtemp(prefix="sipalg-callrate-%s-" % mode)
-        self.lab = stack.enter_context(Lab(tag="cr%d" % i))
-        self.router = Router(self.lab, mode, self.logdir, args.daemon_arg, args.config).start()
-        stack.callback(self.router.stop)
+        self.lab, self.router, self.logdir = lab_router(stack, "cr%d" % i, mode, args)
         self.best = None
         self.done = False
 
@@ -108,9 +106,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=5.0, help="how long each rate runs (default 5)")
     ap.add_argument("--hold-ms", type=int, default=0, help="ACK to BYE (default 0)")
     ap.add_argument("--modes", default=",".join(MODES))
-    ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                    help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags)")
-    ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+    add_daemon_options(ap)
     ap.add_argument("--quick", action="store_true", help="two low rates for 1 s: a smoke run, not a measurement")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -129,8 +125,7 @@ def main() -> int:
         return 2
     print("call set-up: INVITE sent -> 200 OK received at the calling phone, from %s on its eth0; "
           "sipp UAC -> sipp UAS, %g s per rate, hold %d ms%s" % (WHAT, args.seconds, args.hold_ms,
-                                                                 ("; sipalg args: " + " ".join(args.daemon_arg))
-                                                                 if args.daemon_arg else ""))
+                                                                 daemon_note(args)))
     print("%6s  %-14s %7s %7s %10s %9s %9s %11s %7s  %s" % ("rate", "mode", "calls", "done", "offered/s", "p50",
                                                            "p99", "daemon CPU", "unseen", "result"))
     with contextlib.ExitStack() as stack:
@@ -154,7 +149,7 @@ def main() -> int:
         notes = describe_refusals([rl.router for rl in labs])
         best = [(rl, rl.best) for rl in labs]
     print("highest rate with p99 set-up delay < %d ms: %s" % (LIMIT * 1000, ", ".join(
-        "%s %s" % (LABELS[rl.mode], ("%d/s" % b if b else "none") + ("+ (highest tried)" if b == rates[-1] else ""))
+        "%s %s" % (LABELS[rl.mode], ("≥%d/s (the highest tried)" if b == rates[-1] else "%d/s") % b if b else "none")
         for rl, b in best)))
     for line in notes:
         print(line)

@@ -45,7 +45,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                          # noqa: E402
-from bench.routers import Router, describe_refusals, queue_state, queued_by_kernel  # noqa: E402
+from bench.routers import (Router, add_daemon_options, daemon_note, describe_refusals,  # noqa: E402
+                           queue_state, queued_by_kernel)
 from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER               # noqa: E402
 from tests.support.lab.peers import Kamailio, Sipp                                # noqa: E402
 
@@ -293,9 +294,7 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="each flood's length (default 10)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="of " + ", ".join(KINDS))
     ap.add_argument("--backends", default="netlink", help="queue backends, netlink and/or binding (default netlink)")
-    ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                    help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags)")
-    ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+    add_daemon_options(ap)
     ap.add_argument("--quick", action="store_true", help="every kind at 1000/s for 1 s: a smoke run")
     ap.add_argument("--gen", help=argparse.SUPPRESS)
     ap.add_argument("--sink", help=argparse.SUPPRESS)
@@ -352,7 +351,7 @@ def row(r: dict) -> str:
 
 def report(results, args, elapsed) -> None:
     print("SIP floods through sipalg, %g s each, %.0f s in all%s" % (
-        args.seconds, elapsed, ("; sipalg args: " + " ".join(args.daemon_arg)) if args.daemon_arg else ""))
+        args.seconds, elapsed, daemon_note(args)))
     print("%-8s %-18s %6s %7s %9s %10s %9s %6s %7s %13s %13s %6s %5s" % (
         "backend", "flood", "pps", "sent", "rewritten", "unmodified", "not deliv", "other", "unseen",
         "CPU% mean/max", "RSS MB 0/max", "reg", "call"))

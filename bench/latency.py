@@ -29,13 +29,15 @@ import select
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                 # noqa: E402
-from bench.routers import LABELS, MODES, Router, available, describe_refusals  # noqa: E402
+from bench import responder                                              # noqa: E402
+from bench.routers import (LABELS, MODES, add_daemon_options, available, daemon_note,  # noqa: E402
+                           describe_refusals, lab_router)
+from tests.support.lab.netns import PHONES                               # noqa: E402
 from bench.stamps import WHAT, Stamps                                    # noqa: E402
 from bench.stats import pct, ratio, us                                   # noqa: E402
 
@@ -120,16 +122,10 @@ class ModeLab:
     """One mode: its lab, router, responder, router-side stamps and phone generator."""
 
     def __init__(self, stack: contextlib.ExitStack, mode: str, i: int, args):
-        from tests.support.lab.netns import Lab, PHONES
         self.mode = mode
-        self.logdir = tempfile.mkdtemp(prefix="sipalg-latency-%s-" % mode)
-        self.lab = stack.enter_context(Lab(tag="lat%d" % i))
-        self.router = Router(self.lab, mode, self.logdir, args.daemon_arg, args.config).start()
-        stack.callback(self.router.stop)
-        lab = self.lab
-        self.responder = lab.popen(lab.wan, sys.executable, os.path.join(os.path.dirname(HERE), "responder.py"),
-                                   *map(str, SERVER_SIP), stdout=subprocess.PIPE)
-        self.responder.stdout.readline()
+        lab, self.router, self.logdir = lab_router(stack, "lat%d" % i, mode, args)
+        self.lab = lab
+        responder.start(lab, *SERVER_SIP)
         self.stamps = Stamps(lab, lab.rtr, lan="lan0", wan=lab.wan_if)
         self.phone = lab.popen(lab.ph1, sys.executable, HERE, "--phone", PHONES[0], stdin=subprocess.PIPE,
                                stdout=subprocess.PIPE)
@@ -164,9 +160,7 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=2, help="first rounds not counted")
     ap.add_argument("--gap-ms", type=float, default=2.0, help="idle time after each message (ms)")
     ap.add_argument("--modes", default=",".join(MODES), help="comma-separated, of " + ", ".join(MODES))
-    ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                    help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags)")
-    ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+    add_daemon_options(ap)
     ap.add_argument("--quick", action="store_true", help="5 rounds: a smoke run, not a measurement")
     ap.add_argument("--phone", metavar="IP", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -210,7 +204,7 @@ def report(modes, results, lost, args, elapsed, backend, skipped, notes) -> None
     print("one-way latency added by the router, from %s on its lan0 and wan0" % WHAT)
     print("%d rounds of %d messages per mode (+%d warm-up), modes interleaved per message, %.0f s; "
           "sipalg queue backend: %s%s" % (args.rounds, len(STEPS), args.warmup, elapsed, backend or "-",
-                                         ("; sipalg args: " + " ".join(args.daemon_arg)) if args.daemon_arg else ""))
+                                         daemon_note(args)))
     null = "null-" + backend if backend else None
     floor = pct(results.get(null, {}).get("OPTIONS", []), 50) if null in results else None
     head = "%-20s" % "message" + "".join("%20s" % LABELS[m] for m in modes)

@@ -23,7 +23,6 @@ import json
 import os
 import selectors
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +30,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                   # noqa: E402
-from bench.routers import Router, describe_refusals       # noqa: E402
+from bench import responder                                                    # noqa: E402
+from bench.routers import Router, add_daemon_options, daemon_note, describe_refusals  # noqa: E402
 from tests.support.lab.netns import Lab, SERVER           # noqa: E402
 
 HERE = os.path.abspath(__file__)
@@ -119,9 +119,7 @@ class MemoryLab:
         self.logdir = tempfile.mkdtemp(prefix="sipalg-memory-")
         self.router = None
         self.hosts = 0
-        self.responder = lab.popen(lab.wan, sys.executable, os.path.join(os.path.dirname(HERE), "responder.py"),
-                                   SERVER, "5060", stdout=subprocess.PIPE)
-        self.responder.stdout.readline()
+        responder.start(lab, *SERVER_SIP)
 
     def start(self) -> None:
         if self.router is not None:
@@ -157,9 +155,7 @@ def main() -> int:
     ap.add_argument("--registrations", default="1000,10000", help="registration counts to hold, rising")
     ap.add_argument("--calls", type=int, default=1000)
     ap.add_argument("--per-host", type=int, default=100, help="registrations (and calls) per LAN address")
-    ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
-                    help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags), e.g. to raise caps")
-    ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+    add_daemon_options(ap)
     ap.add_argument("--quick", action="store_true", help="100 and 200 registrations, 50 calls: a smoke run")
     ap.add_argument("--bulk", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -207,7 +203,7 @@ def main() -> int:
 
 def report(rows, args, backend, notes) -> None:
     print("sipalg daemon RSS (VmRSS); queue backend %s; %d per LAN address%s" % (
-        backend, args.per_host, ("; sipalg args: " + " ".join(args.daemon_arg)) if args.daemon_arg else ""))
+        backend, args.per_host, daemon_note(args)))
     print("%-22s %10s %8s %7s %9s %11s %10s %9s %12s" % ("holding", "RSS", "regs", "calls", "bindings", "unchanged",
                                                         "answered", "seconds", "status.json"))
     base = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -20,7 +21,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.sipmsg import answer    # noqa: E402
 
 
+HERE = os.path.abspath(__file__)
 SO_RCVBUFFORCE = 33                              # root: a receive buffer past net.core.rmem_max
+
+
+def start(lab, ip: str = "203.0.113.10", port: int = 5060) -> subprocess.Popen:
+    """The responder in the lab's WAN namespace, answering from ip:port once it says ready."""
+    p = lab.popen(lab.wan, sys.executable, HERE, ip, str(port), stdout=subprocess.PIPE)
+    if p.stdout.readline().strip() != b"ready":
+        raise RuntimeError("the responder did not start on %s:%d" % (ip, port))
+    return p
 
 
 def main() -> int:

@@ -15,14 +15,17 @@ work.  A Router knows its daemon's pid, so a benchmark can read its CPU and RSS 
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 from collections import Counter
-from typing import List, Optional, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 from tests.support.lab.netns import Lab, ROUTER_WAN
 from tests.support.lab.peers import Alg
@@ -45,6 +48,28 @@ HELPER_TABLE = """table ip bench_sip_helper {
 }
 """
 REFUSED = re.compile(r"refused (\w+) for \S+: (.*)")
+
+
+def add_daemon_options(ap: argparse.ArgumentParser) -> None:
+    """--daemon-arg and --config: how a benchmark runs sipalg with other settings (e.g. raised caps)."""
+    ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
+                    help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags), e.g. to raise caps")
+    ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+
+
+def daemon_note(args: argparse.Namespace) -> str:
+    """What a report's first line says about those settings ('' for none)."""
+    return "; sipalg args: " + " ".join(args.daemon_arg) if args.daemon_arg else ""
+
+
+def lab_router(stack: contextlib.ExitStack, tag: str, mode: str, args: argparse.Namespace,
+               backend: Optional[str] = None) -> Tuple[Lab, Router, str]:
+    """A lab of its own with `mode`'s router started in it, both closed with `stack`; and the log directory."""
+    logdir = tempfile.mkdtemp(prefix="sipalg-%s-%s-" % (tag, mode))
+    lab = stack.enter_context(Lab(tag=tag))
+    router = Router(lab, mode, logdir, args.daemon_arg, args.config, backend=backend).start()
+    stack.callback(router.stop)
+    return lab, router, logdir
 
 
 def available(mode: str) -> bool:
