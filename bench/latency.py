@@ -142,9 +142,10 @@ class ModeLab:
         rows = {}
         for cid, cseq, what, t in self.stamps.result():
             prefix, _, r = cid.partition("-")
-            if not r.isdigit() or int(r) < warmup or not cseq.split()[0].isdigit():
+            n = cseq.split(" ", 1)[0]
+            if not r.isdigit() or int(r) < warmup or not n.isdigit():
                 continue
-            row = KIND_OF.get((prefix, int(cseq.split()[0]), what))
+            row = KIND_OF.get((prefix, int(n), what))
             if row is None:
                 continue
             inward = what.isdigit()
