@@ -151,6 +151,9 @@ def main() -> int:
     print("highest rate with p99 set-up delay < %d ms: %s" % (LIMIT * 1000, ", ".join(
         "%s %s" % (LABELS[rl.mode], ("≥%d/s (the highest tried)" if b == rates[-1] else "%d/s") % b if b else "none")
         for rl, b in best)))
+    if "plain" in modes:
+        print("(plain NAT's figure is the lab's own ceiling: sipp UAC and UAS on this machine; a mode that "
+              "reaches it is at least that fast)")
     for line in notes:
         print(line)
     return 0
