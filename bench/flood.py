@@ -46,8 +46,8 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                          # noqa: E402
-from bench.routers import (Router, add_daemon_options, daemon_note, describe_refusals,  # noqa: E402
-                           queue_state, queued_by_kernel)
+from bench.routers import (Router, add_daemon_options, conntrack_drops, daemon_note,  # noqa: E402
+                           describe_refusals, queue_state, queued_by_kernel)
 from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER               # noqa: E402
 from tests.support.lab.peers import Kamailio, Sipp                                # noqa: E402
 
@@ -228,6 +228,7 @@ class FloodLab:
         sink_p.stdout.readline()
         time.sleep(1.2)                                 # a status written since start or registration
         k0, st0, q0 = queued_by_kernel(lab), router.status().get("counters", {}), queue_state(lab) or {}
+        ct0 = conntrack_drops(lab)
         sampler = Sampler(router)
         sampler.start()
         gen = lab.popen(lab.wan if inbound else lab.ph1, sys.executable, HERE, "--gen",
@@ -256,6 +257,7 @@ class FloodLab:
                 "lost": g["sent"] - got["rewritten"] - got["unmodified"] - got["other"],
                 "unseen": max(0, (k1 - k0) - saw), "cpu": sampler.cpu, "rss": sampler.rss,
                 "kernel_dropped": sum(q1.get(k, 0) - q0.get(k, 0) for k in ("dropped", "user_dropped")),
+                "conntrack_dropped": conntrack_drops(lab) - ct0,
                 "legit": legit, "refusals": describe_refusals([router]),
                 "queue_counters": router.status().get("queue_counters", {})}
 
@@ -285,10 +287,19 @@ class FloodLab:
             p.args[p.args.index("-s") + 1] = user
             p.args += ["-timeout", "8s"]
             peers.append(p)
-        out["register"] = peers[0].start().wait(20) == 0
-        peers[1].start()
-        time.sleep(0.3)
-        out["call"] = peers[2].start().wait(20) == 0 and peers[1].wait(20) == 0
+        try:
+            out["register"] = peers[0].start().wait(20) == 0
+            peers[1].start()
+            time.sleep(0.3)
+            out["call"] = peers[2].start().wait(20) == 0 and peers[1].wait(20) == 0
+        except subprocess.TimeoutExpired:
+            out.setdefault("register", False)
+            out["call"] = False
+        finally:                        # none of them may hold phone 2's port into the next flood
+            for p in peers:
+                if p.proc is not None and p.proc.poll() is None:
+                    p.proc.kill()
+                    p.proc.wait()
 
 
 def main() -> int:
@@ -374,6 +385,9 @@ def report(results, args, elapsed) -> None:
         extra += r["refusals"]
         if r["kernel_dropped"]:
             extra.append("the kernel dropped %d from the full queue (no fail-open)" % r["kernel_dropped"])
+        if r["conntrack_dropped"]:
+            extra.append("conntrack refused %d (insert_failed/drop: e.g. a NAT mapping clashing with one held)"
+                         % r["conntrack_dropped"])
         if r["killed"]:
             extra.append("the daemon did not stop within 10 s of SIGTERM and was killed")
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}

@@ -232,3 +232,15 @@ def queue_state(lab: Lab, num: int = 0) -> Optional[dict]:
         if len(f) >= 8 and f[0] == str(num):
             return {"waiting": int(f[2]), "dropped": int(f[5]), "user_dropped": int(f[6]), "ids": int(f[7])}
     return None
+
+
+def conntrack_drops(lab: Lab) -> int:
+    """Packets the router's conntrack refused so far (`conntrack -S`: insert_failed, drop,
+    early_drop over every CPU), e.g. a NAT mapping that clashes with one already held."""
+    r = lab.run(lab.rtr, "conntrack", "-S", check=False)
+    n = 0
+    for field in r.stdout.decode().split():
+        name, _, value = field.partition("=")
+        if name in ("insert_failed", "drop", "early_drop") and value.isdigit():
+            n += int(value)
+    return n
