@@ -236,7 +236,7 @@ class FloodLab:
                         stdout=subprocess.PIPE)
         legit = {}
         self.floods += 1
-        t = threading.Timer(min(2.0, seconds / 3), self._legit, (d, legit, "legit%d" % self.floods))
+        t = threading.Timer(min(2.0, seconds / 3), self._legit, (d, legit, self.floods))
         t.start()
         g = json.loads(gen.communicate(timeout=seconds * 3 + 60)[0])
         t.join()
@@ -273,14 +273,18 @@ class FloodLab:
                 return ip, int(port)
         return ROUTER_WAN, 5060
 
-    def _legit(self, d: str, out: dict, user: str) -> None:
-        """Phone 2 registers as `user` (new each flood: kamailio forks to every contact it holds)
-        with kamailio, then kamailio's caller rings it: both must succeed."""
+    def _legit(self, d: str, out: dict, n: int) -> None:
+        """Phone 2 registers with kamailio, then kamailio's caller rings it: both must succeed.
+
+        A user and port of its own each flood: kamailio forks to every contact it holds, and
+        its resends to a failed call's mapping outlive the daemon that made it (the next
+        daemon would take that WAN port again, and conntrack would refuse the clash)."""
         lab = self.lab
+        user, port = "legit%d" % n, 5100 + 2 * (n % 400)
         peers = []
-        for ns, scenario, ip, kw in ((lab.ph2, "register.xml", PHONES[1], dict(remote="%s:5060" % SERVER,
+        for ns, scenario, ip, kw in ((lab.ph2, "register.xml", PHONES[1], dict(remote="%s:5060" % SERVER, port=port,
                                                                               extra=["-key", "expires", "600"])),
-                                     (lab.ph2, "uas.xml", PHONES[1], {}),
+                                     (lab.ph2, "uas.xml", PHONES[1], dict(port=port)),
                                      (lab.wan, "uac.xml", SERVER, dict(remote="%s:5060" % SERVER, port=5070,
                                                                        rtp=25070, duration_ms=300))):
             p = Sipp(lab, ns, scenario, ip, d, name="legit-" + scenario[:-4], **kw)
