@@ -257,7 +257,7 @@ class FloodLab:
                 "lost": g["sent"] - got["rewritten"] - got["unmodified"] - got["other"],
                 "unseen": max(0, (k1 - k0) - saw), "cpu": sampler.cpu, "rss": sampler.rss,
                 "kernel_dropped": sum(q1.get(k, 0) - q0.get(k, 0) for k in ("dropped", "user_dropped")),
-                "conntrack_dropped": conntrack_drops(lab) - ct0,
+                "conntrack": {k: v - ct0[k] for k, v in conntrack_drops(lab).items()},
                 "legit": legit, "refusals": describe_refusals([router]),
                 "queue_counters": router.status().get("queue_counters", {})}
 
@@ -389,9 +389,9 @@ def report(results, args, elapsed) -> None:
         extra += r["refusals"]
         if r["kernel_dropped"]:
             extra.append("the kernel dropped %d from the full queue (no fail-open)" % r["kernel_dropped"])
-        if r["conntrack_dropped"]:
-            extra.append("conntrack refused %d (insert_failed/drop: e.g. a NAT mapping clashing with one held)"
-                         % r["conntrack_dropped"])
+        if any(r["conntrack"].values()):
+            extra.append("conntrack insert_failed %(insert_failed)d, drop %(drop)d (a NAT mapping clashing with "
+                         "one held fails the insert and is dropped)" % r["conntrack"])
         if r["killed"]:
             extra.append("the daemon did not stop within 10 s of SIGTERM and was killed")
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}

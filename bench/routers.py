@@ -25,7 +25,7 @@ import subprocess
 import sys
 import tempfile
 from collections import Counter
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from tests.support.lab.netns import Lab, ROUTER_WAN
 from tests.support.lab.peers import Alg
@@ -234,13 +234,13 @@ def queue_state(lab: Lab, num: int = 0) -> Optional[dict]:
     return None
 
 
-def conntrack_drops(lab: Lab) -> int:
-    """Packets the router's conntrack refused so far (`conntrack -S`: insert_failed, drop,
-    early_drop over every CPU), e.g. a NAT mapping that clashes with one already held."""
+def conntrack_drops(lab: Lab) -> Dict[str, int]:
+    """What the router's conntrack refused so far (`conntrack -S`, summed over CPUs): insert_failed
+    (e.g. a NAT mapping that clashes with one held; the packet also counts in drop) and drop."""
     r = lab.run(lab.rtr, "conntrack", "-S", check=False)
-    n = 0
+    n = {"insert_failed": 0, "drop": 0}
     for field in r.stdout.decode().split():
         name, _, value = field.partition("=")
-        if name in ("insert_failed", "drop", "early_drop") and value.isdigit():
-            n += int(value)
+        if name in n and value.isdigit():
+            n[name] += int(value)
     return n
