@@ -11,8 +11,13 @@ demo: setup
 test: setup
 	$(PYTHON) -m pytest -q
 
+# Benchmarks (README, "Benchmarks"): each prints a table and asserts nothing; all but engine_bench
+# need root (network namespaces).  A full run of them all takes about 20 minutes here.
+#   make bench [BENCH="latency callrate"] [QUICK=1] [BENCH_ARGS="--daemon-arg=--flag ..." with one BENCH]
+BENCH ?= engine_bench queue_bench nft_bench nat_compare latency callrate memory flood
 bench:
-	$(PYTHON) bench/engine_bench.py
+	@for b in $(BENCH); do echo "== bench/$$b.py $(if $(QUICK),--quick) $(BENCH_ARGS)"; \
+		$(PYTHON) bench/$$b.py $(if $(QUICK),--quick) $(BENCH_ARGS) || exit 1; echo; done
 
 # OpenWrt 24.10 packages (.ipk) in dist/, built from openwrt/*/Makefile without the SDK
 ipk:

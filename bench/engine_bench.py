@@ -94,7 +94,8 @@ def bench(name, n, step):
 
 def main(n=None):
     if n is None:
-        n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+        args = [a for a in sys.argv[1:] if a != "--quick"]
+        n = int(args[0]) if args else 500 if "--quick" in sys.argv else 20000
     impl = sys.implementation.name
     print("engine throughput on %s %s" % (impl, ".".join(str(x) for x in sys.implementation.version[:3])))
     cfg = Config(wan_ip="203.0.113.1", lan_nets=["10.0.0.0/24"], rtp_ports=(6000, 6999))

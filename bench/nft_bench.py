@@ -36,10 +36,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 INNER = "NFT_BENCH_INNER"
 
-
-def pct(xs, p):
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(round(p / 100.0 * (len(xs) - 1))))]
+from bench.stats import pct    # noqa: E402
 
 
 def run(rounds: int) -> None:
@@ -83,7 +80,7 @@ def run(rounds: int) -> None:
             b.delete("lan2wan", lan).delete("sip2lan", port).delete("sip_wanports", port)
         assert b.commit() == []
 
-    kinds = {"add": A.OPEN_BINDING, "refresh": A.REFRESH_BINDING, "delete": A.CLOSE_BINDING}
+    kinds = {"add": A.OPEN, "refresh": A.REFRESH, "delete": A.CLOSE}
 
     def n_binding(op, port):
         lan = ("10.0.%d.%d" % (port >> 8 & 0xFF, port & 0xFF or 1), 5060)
@@ -125,7 +122,10 @@ def run(rounds: int) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rounds", type=int, default=200)
+    ap.add_argument("--quick", action="store_true", help="3 rounds: a smoke run, not a measurement")
     args = ap.parse_args()
+    if args.quick:
+        args.rounds = 3
     if os.environ.get(INNER):
         subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
         run(args.rounds)

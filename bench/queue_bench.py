@@ -112,11 +112,14 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--size", type=int, default=600, help="UDP payload bytes (a SIP message is 400-1500)")
     ap.add_argument("--rate", type=int, default=0, help="datagrams per second to offer (default: flat out)")
+    ap.add_argument("--quick", action="store_true", help="0.3 s per run: a smoke run, not a measurement")
     ap.add_argument("--inner", nargs=2, metavar=("BACKEND", "MODE"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
         print(json.dumps(inner(args.inner[0], args.inner[1], args.seconds, args.size, args.rate)))
         return 0
+    if args.quick:
+        args.seconds = 0.3
     if os.geteuid() != 0:
         print("queue_bench: needs root (network namespaces, iptables, NFQUEUE)", file=sys.stderr)
         return 2

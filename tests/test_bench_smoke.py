@@ -1,0 +1,46 @@
+"""Every benchmark in bench/ still runs: each in its quick mode, seconds and tiny counts.
+
+Benchmarks print numbers and assert nothing; this only checks that each one gets through
+its run against the checkout's daemon and prints its whole table (so an API change in
+alg/ or the lab can't leave one broken until someone wants its numbers).  No timing is
+checked.  Root and the lab's tools (bench/ builds namespaces, runs sipp and kamailio).
+"""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+from tests.support.need import require_lab
+
+# (script and arguments, what its output must show when every part of it ran)
+RUNS = [
+    (["engine_bench.py", "--quick"], [r"^INVITE\+SDP out .* msgs/s", r"^REGISTER out .* msgs/s"]),
+    (["queue_bench.py", "--quick"], [r"netlink\s+accept", r"netlink\s+rewrite"]),
+    (["nft_bench.py", "--quick"], [r"binding\s+delete\s+writer\s+\d+"]),
+    (["latency.py", "--quick"], [r"^OPTIONS(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
+                                 r"^200 expires 0 \(in\)(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
+                                 r"^samples / lost(\s+[1-9]\d* / \d+)+$"]),
+    (["callrate.py", "--quick"], [r"^\s+20\s+plain NAT\s+20\s+20\s", r"^\s+20\s+sipalg\s+20\s",
+                                  r"^highest rate with p99"]),
+    (["memory.py", "--quick"], [r"^idle\s+\d+\.\d MB", r"^200 registrations\s+\d+\.\d MB",
+                                r"^50 calls\s+\d+\.\d MB"]),
+    (["flood.py", "--quick"], [r"^netlink\s+%s\s+1000\s+\d+\s+1000\s" % k for k in
+                               ("lan-options", "lan-register", "lan-invite", "wan-options-peer", "wan-invite-peer",
+                                "wan-options-other", "wan-invite-other")]),
+    (["nat_compare.py", "--quick"], [r"^scenarios passed", r"^daemon RSS\s+-\s+-\s+\d+ kB"]),
+]
+
+
+@pytest.mark.parametrize("argv,shows", RUNS, ids=[r[0][0] for r in RUNS])
+def test_benchmark_runs(argv, shows):
+    if argv[0] != "engine_bench.py":
+        require_lab(extra=("kamailio",))
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", argv[0])] + argv[1:], cwd=ROOT,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
+    out = r.stdout.decode(errors="replace")
+    assert r.returncode == 0, out + r.stderr.decode(errors="replace")[-3000:]
+    for pattern in shows:
+        assert re.search(pattern, out, re.M), "%s: no line matching %r in:\n%s" % (argv[0], pattern, out)
