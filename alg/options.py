@@ -78,7 +78,8 @@ class Option:
     section: MAIN or LEDS (uci section), None for a command-line-only one.
     name:    the uci option name, also the Settings attribute (LEDS ones as led_<name>).
     kind:    "bool", "int", "port", "ports" (a uci list), "port_range", "choice",
-             "nets" (a uci list of CIDR prefixes), "iface", "path", "led", "name".
+             "nets" (a uci list of CIDR prefixes), "iface", "ifaces" (a list of them), "path",
+             "led", "name".
     default: the value used when neither the command line nor the file says.
     choices: what "choice" accepts; the LuCI page offers exactly these.
     reload:  LIVE or REBUILD (see the module docstring).
@@ -112,7 +113,7 @@ class Option:
 
     @property
     def multiple(self):
-        return self.kind in ("ports", "nets")
+        return self.kind in ("ports", "nets", "ifaces")
 
     def allowed(self):
         """What this option accepts, in words (for error messages and --help)."""
@@ -129,7 +130,7 @@ class Option:
             return "one of " + ", ".join(self.choices)
         if k == "nets":
             return "a network prefix such as 192.168.1.0/24"
-        if k == "iface":
+        if k in ("iface", "ifaces"):
             return "a network device or OpenWrt interface name"
         if k == "name":
             return "letters, digits and _"
@@ -168,7 +169,7 @@ class Option:
             v = text if text in self.choices else None
         elif k == "nets":
             v = _cidr(text)
-        elif k == "iface":
+        elif k in ("iface", "ifaces"):
             v = _name(text)
         elif k == "led":
             v = _led(text)
@@ -186,8 +187,9 @@ OPTIONS = (
            help="run the daemon at all (read by the init script: 0 stops it, 1 starts it)"),
     Option(MAIN, "wan_if", "iface", None, reload=REBUILD, flag="--wan-if",
            help="the interface facing the SIP server; its IPv4 address is followed as it changes"),
-    Option(MAIN, "lan_if", "iface", None, reload=REBUILD, flag="--lan-if",
-           help="the interface facing the phones; its network is the LAN unless lan_net says"),
+    Option(MAIN, "lan_if", "ifaces", None, reload=REBUILD, flag="--lan-if",
+           help="an interface facing phones (repeatable: a VoIP VLAN beside br-lan); their networks are "
+                "the LAN unless lan_net says"),
     Option(MAIN, "sip_port", "ports", ["5060"], reload=REBUILD, flag="--sip-port",
            help="a UDP port that carries SIP, repeatable"),
     Option(MAIN, "rtp_ports", "port_range", "1024-65535", reload=LIVE, flag="--rtp-ports", low=1024,
@@ -207,6 +209,8 @@ OPTIONS = (
     Option(MAIN, "inbound_sip", "choice", "peers", reload=REBUILD, choices=("peers", "any"),
            help="who may start a SIP flow to a registered phone: peers (what it sent SIP to, and "
                 "sip_peer) or any internet host"),
+    Option(MAIN, "exclude", "nets", [], reload=LIVE,
+           help="a LAN host or network the ALG leaves alone (a PBX doing its own NAT traversal), repeatable"),
     Option(MAIN, "sip_peer", "nets", [], reload=REBUILD,
            help="a host or network that may always send SIP to the phones (an ITSP's second proxy), repeatable"),
     Option(MAIN, "wan_sip_rate", "int", "200", reload=REBUILD, low=0, high=1000000,
@@ -296,10 +300,10 @@ def read(path=None, flags=None, sections=None):
         if flags and o.flag and flags.get(o.attr) not in (None, []):
             values[o.attr] = flags[o.attr]
     for name in ("wan_if", "lan_if"):
-        if values[name] is None:
+        if not values[name]:
             raise OptionError("sipalg.main.%s is not set: give --%s or option %s in the config"
                               % (name, name.replace("_", "-"), name))
-    if values["wan_if"] == values["lan_if"]:
+    if values["wan_if"] in values["lan_if"]:
         raise OptionError("sipalg.main.wan_if and lan_if are both %r: they must be different interfaces"
                           % values["wan_if"])
     return Settings(values, path)
@@ -319,7 +323,7 @@ def add_arguments(parser, only=None, required=()):
             except OptionError as e:
                 raise argparse.ArgumentTypeError(str(e)) from None
 
-        default = o.default if not o.multiple else ", ".join(o.default) or "none"
+        default = o.default if not o.multiple or o.default is None else ", ".join(o.default) or "none"
         help_text = "%s [%s; default %s]" % (o.help, o.allowed(), default if default is not None else "none")
         kw = {"dest": o.attr, "default": None, "type": convert, "help": help_text,
               "required": o.name in required}

@@ -43,19 +43,23 @@ def resolve_device(name: str, key: str) -> str:
 def engine_config(s: options.Settings, wan_ip: Optional[str], lan_nets: List[str]) -> Config:
     limits = {o.name: getattr(s, o.attr) for o in options.OPTIONS if o.name.startswith("limit_")}
     return Config(wan_ip=wan_ip, lan_nets=lan_nets, sip_ports=s.sip_port, rtp_ports=s.rtp_ports,
-                  answer_keepalives=s.answer_keepalives, media_from=s.media_from, **limits)
+                  answer_keepalives=s.answer_keepalives, media_from=s.media_from, exclude=s.exclude, **limits)
 
 
 class Site:
     def __init__(self, s: options.Settings, rtnl: Rtnl, wan_ip: Optional[str] = None):
         self.settings = s
         self.wan_if = resolve_device(s.wan_if, "sipalg.main.wan_if")
-        self.lan_if = resolve_device(s.lan_if, "sipalg.main.lan_if")
-        self.lan_ifs = [self.lan_if]
-        lan_nets = s.lan_net or rtnl.networks(self.lan_if)
+        self.lan_ifs = [resolve_device(name, "sipalg.main.lan_if") for name in s.lan_if]
+        self.lan_if = ",".join(self.lan_ifs)           # for logs and status
+        lan_nets = list(s.lan_net)
         if not lan_nets:
-            raise options.OptionError("LAN interface %s has no IPv4 network: set sipalg.main.lan_net"
-                                      % self.lan_if)
+            for dev in self.lan_ifs:
+                nets = rtnl.networks(dev)
+                if not nets:
+                    raise options.OptionError("LAN interface %s has no IPv4 network: set sipalg.main.lan_net"
+                                              % dev)
+                lan_nets += [n for n in nets if n not in lan_nets]
         self.lan_nets = [Network(n) for n in lan_nets]
         self.leds = LedConfig.from_settings(s)
         self.config = engine_config(s, wan_ip, lan_nets)

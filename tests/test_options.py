@@ -95,7 +95,7 @@ def test_interfaces_are_required_and_different(tmp_path):
 
 def test_shipped_config_reads_and_turns_the_kernel_helper_off():
     s = options.read(SHIPPED_CONFIG)
-    assert s.wan_if == "wan" and s.lan_if == "lan" and s.disable_kernel_helper is True and s.led_enabled is False
+    assert s.wan_if == "wan" and s.lan_if == ["lan"] and s.disable_kernel_helper is True and s.led_enabled is False
 
 
 def test_a_list_where_one_value_belongs_is_refused(tmp_path):

@@ -34,7 +34,7 @@ class Config:
                  sip_ports=(5060,), rtp_ports=(1024, 65535), answer_keepalives="crlf",
                  sip_idle=180, registration_margin=30, early_media_timeout=180,
                  call_timeout=7200, transaction_timeout=64, max_expires=7200,
-                 media_from="sdp", port_reuse_delay=30, **limits):
+                 media_from="sdp", port_reuse_delay=30, exclude=(), **limits):
         self.wan_ip = wan_ip
         self.lan_nets = list(lan_nets)
         self.sip_ports = list(sip_ports)
@@ -56,6 +56,8 @@ class Config:
         # Registrations longer than this are capped (the binding is ours to keep).
         self.max_expires = max_expires
         self.media_from = media_from
+        # LAN hosts or networks the ALG leaves alone (a PBX that does its own STUN)
+        self.exclude = list(exclude)
         # A freed WAN port rests this long before another binding gets it, so
         # stray packets of the old flow can't cross into the new one.
         self.port_reuse_delay = port_reuse_delay
@@ -69,6 +71,6 @@ class Config:
         wan_ip = self.wan_ip
         for k in ("lan_nets", "sip_ports", "rtp_ports", "answer_keepalives", "sip_idle", "registration_margin",
                   "early_media_timeout", "call_timeout", "transaction_timeout", "max_expires", "media_from",
-                  "port_reuse_delay") + tuple(self.LIMITS):
+                  "port_reuse_delay", "exclude") + tuple(self.LIMITS):
             setattr(self, k, getattr(other, k))
         self.wan_ip = wan_ip

@@ -83,7 +83,7 @@ class Engine:
         self.registrations = Registrations(self.policy, self.table, self.timers)
         self.dialogs = Dialogs(self.policy, self.table, self.timers)
         self._ctx = None            # the message being handled: its actions survive a fault
-        self.counters = {"queued": 0, "keepalives_answered": 0}
+        self.counters = {"queued": 0, "keepalives_answered": 0, "excluded": 0}
         for s in STATUSES:
             self.counters[s] = 0
         regs = self.registrations
@@ -229,6 +229,9 @@ class Engine:
     def _outbound(self, msg, src, dst, payload, now):
         lan_ip = norm_ip(src[0])
         if lan_ip is None or not self.policy.on_lan(lan_ip):
+            if lan_ip is not None and self.policy.excluded(lan_ip):
+                self.counters["excluded"] += 1
+                return Result(status=UNCHANGED, reason="sender %s is excluded: left alone" % src[0])
             return Result(status=UNCHANGED, reason="sender %s is not on the LAN" % src[0])
         wan_ip = self.wan_ip
         if (":" in lan_ip) != (":" in wan_ip):

@@ -5,7 +5,8 @@ decision is made here and nowhere else; the rest of the core asks.  The
 rules (stricter than the kernel's nf_conntrack_sip with its defaults):
 
   direction    the shell says from which interface a datagram came; a LAN
-               sender must be inside lan_nets, and a datagram from the WAN
+               sender must be inside lan_nets and not in exclude (hosts the ALG
+               leaves alone, e.g. a PBX doing its own NAT traversal), and a datagram from the WAN
                side whose source is a LAN, loopback or unspecified address,
                or the router's own, creates nothing (SPOOFED).
   ports        never a binding or pinhole for a LAN port below 1024 (or
@@ -89,6 +90,7 @@ class Policy:
         """The rules of config from the next decision on (a reload)."""
         self.config = config
         self.lan_nets = [Network(n) for n in config.lan_nets]
+        self.excluded_nets = [Network(n) for n in config.exclude]
         self.rtp_lo, self.rtp_hi = config.rtp_ports
         self.sip_ports = tuple(config.sip_ports)
         self._lan_cache = {}
@@ -105,14 +107,25 @@ class Policy:
             if ip in n:
                 inside = True
                 break
+        if inside:
+            for n in self.excluded_nets:     # left alone: the ALG treats it as not there
+                if ip in n:
+                    inside = False
+                    break
         if len(self._lan_cache) >= 256:     # a few LAN devices repeat; junk must not grow it
             self._lan_cache.clear()
         self._lan_cache[ip] = inside
         return inside
 
+    def excluded(self, ip):
+        for n in self.excluded_nets:
+            if ip in n:
+                return True
+        return False
+
     def spoofed(self, ip, wan_ip):
         """A WAN-side source that can only be forged: a LAN, loopback, unspecified or router address."""
-        if ip == wan_ip or self.on_lan(ip):
+        if ip == wan_ip or self.on_lan(ip) or self.excluded(ip):
             return True
         for n in _LOOPBACK:
             if ip in n:

@@ -192,3 +192,12 @@ def test_contact_naming_the_sender_ipv4_mapped_is_rewritten():
     reg = register(contact="<sip:alice@[::ffff:a00:2]:5060>")
     r = e.handle(OUT, PHONE, SERVER, reg, 1.0)
     assert b"Contact: <sip:alice@203.0.113.1:5060>\r\n" in r.payload
+
+
+def test_an_excluded_lan_host_is_left_alone_and_counted():
+    e = engine(exclude=["10.0.0.2/32"])
+    r = e.handle(OUT, PHONE, SERVER, invite(), 1.0)
+    assert r.payload is None and r.status == "unchanged" and not r.actions
+    assert e.counters["excluded"] == 1 and e.bindings() == []
+    r = e.handle(OUT, PHONE2, SERVER, invite(ip="10.0.0.3", call_id="c2@10.0.0.3"), 1.0)
+    assert r.status == "rewritten"

@@ -46,7 +46,10 @@ function addInterfaceChoices(o, networks, other) {
 	o.datatype = 'or(uciname,netdevname)';
 	o.rmempty = false;
 	o.validate = function(section_id, value) {
-		if (value && value == this.section.formvalue(section_id, other))
+		// lan_if is a list (a VoIP VLAN beside br-lan): WAN must be none of them
+		const others = L.toArray(this.section.formvalue(section_id, other));
+
+		if (value && others.indexOf(value) >= 0)
 			return _('WAN and LAN must be different interfaces');
 
 		return true;
@@ -106,9 +109,14 @@ return view.extend({
 			_('The interface facing the SIP server: a logical interface such as <code>wan</code>, or a device name.'));
 		addInterfaceChoices(o, networks, 'lan_if');
 
-		o = s.option(form.Value, 'lan_if', _('LAN interface'),
-			_('The interface facing the phones.'));
+		o = s.option(form.DynamicList, 'lan_if', _('LAN interfaces'),
+			_('The interfaces facing the phones: the LAN, and a VoIP VLAN beside it if there is one.'));
 		addInterfaceChoices(o, networks, 'wan_if');
+
+		o = s.option(form.DynamicList, 'exclude', _('Leave alone'),
+			_('LAN hosts or networks the SIP ALG does not touch, e.g. a PBX that does its own NAT traversal: ' +
+			  'their SIP passes the NAT as it came.'));
+		o.datatype = 'or(ip4addr,cidr4)';
 
 		o = s.option(form.DynamicList, 'sip_port', _('SIP ports'),
 			_('UDP ports that carry SIP (usually 5060).'));
