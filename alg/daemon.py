@@ -386,6 +386,7 @@ class Daemon:
         if failed:
             self.nft_failures += failed
             log.debug("nft: %d element operations failed, last: %s", failed, self.table.last_failure)
+        self.hygiene.clear_the_way(actions, self.wan_ip)
         self.hygiene.defer(actions)
         for a in actions:
             if a.kind == A.SEND:

@@ -21,7 +21,8 @@ class Action:
     binding: a snapshot of the Binding it concerns, as it was when the action
              was made, so a batch replays in order.
     old:     for MOVE, a snapshot of the binding before the move.
-    src, dst, payload: for SEND, (ip, port) tuples and bytes.
+    src, dst, payload: for SEND, (ip, port) tuples and bytes; for OPEN, dst is where the
+             binding's first datagram goes (the shell clears the way for it), or None.
     """
 
     __slots__ = ("kind", "binding", "old", "src", "dst", "payload")

@@ -316,10 +316,11 @@ class BindingTable:
         """Whether anyone holds b yet (a binding nobody holds is not in the kernel)."""
         return b.lan in self._owners
 
-    def hold(self, b, owner, deadline, now, out, created=False):
+    def hold(self, b, owner, deadline, now, out, created=False, toward=None):
         """Let owner keep b open until deadline; tell the kernel when that moves its expiry.
 
-        out collects actions and events (a message's context or an expiry's outcome)."""
+        out collects actions and events (a message's context or an expiry's outcome); toward is
+        the (ip, port) a new binding's first datagram goes to (its OPEN action carries it)."""
         lan = b.lan
         owners = self._owners.get(lan)
         if owners is None:
@@ -331,7 +332,7 @@ class BindingTable:
         if created:
             b.expires = until
             snap = b.copy()
-            out.actions.append(Action(OPEN, snap))
+            out.actions.append(Action(OPEN, snap, dst=toward))
             out.events.append(BindingOpened(snap) if b.kind == SIP else MediaOpened(snap))
         else:
             expires = b.expires

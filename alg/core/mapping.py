@@ -40,7 +40,7 @@ def signalling_binding(table, policy, lan, ctx):
             return None
         if ctx.from_lan and ctx.remote is not None:
             b.peers = (ctx.remote[0],)              # where the device sends: its first peer
-    table.hold(b, IDLE, until, now, ctx, created)
+    table.hold(b, IDLE, until, now, ctx, created, ctx.remote if ctx.from_lan else None)
     ctx.bound.append(b)
     return b
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import errno
 import socket
-from typing import Callable, List, NamedTuple, Optional, Sequence, Union
+from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
 from alg.kernel import netlink as nl
 from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
@@ -183,9 +183,10 @@ def dump_message(seq: int, orig: Optional[Match] = None, reply: Optional[Match] 
     return ct_message(IPCTNL_MSG_CT_GET, attrs + nested(CTA_FILTER, *flt), NLM_F_DUMP, seq)
 
 
-def delete_message(seq: int, t: Tuple, id: Optional[int] = None, zone: int = 0) -> bytes:
-    """IPCTNL_MSG_CT_DELETE of the entry whose original tuple is `t` (and whose id is `id`, if given)."""
-    attrs = tuple_attr(CTA_TUPLE_ORIG, t)
+def delete_message(seq: int, t: Tuple, id: Optional[int] = None, zone: int = 0, reply: bool = False) -> bytes:
+    """IPCTNL_MSG_CT_DELETE of the entry whose original tuple is `t` (its reply tuple with reply=True:
+    ctnetlink_del_conntrack looks either up; and whose id is `id`, if given)."""
+    attrs = tuple_attr(CTA_TUPLE_REPLY if reply else CTA_TUPLE_ORIG, t)
     if id is not None:
         attrs += attr_be32(CTA_ID, id)
     if zone:
@@ -253,6 +254,19 @@ class Conntrack:
     def delete(self, what: Union[Flow, Tuple]) -> bool:
         """Delete one entry (by its original tuple, and its id for a Flow); False if it was gone."""
         return self.delete_all([what]) == 1
+
+    def by_reply(self, t: Tuple) -> Optional[Flow]:
+        """The entry whose reply tuple is t (one hash lookup in the kernel), or None."""
+        seq = self.nl.seq()
+        msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(CTA_TUPLE_REPLY, t, t.proto), NLM_F_ACK, seq)
+        replies: Dict[int, List[nl.Message]] = {}
+        err = self.nl.transact([msg], [seq], replies=replies).get(seq)
+        if err is not None and err.errno != errno.ENOENT:
+            raise err.named("conntrack get")
+        for mtype, _f, _s, body in replies.get(seq, []):
+            if mtype == CT_NEW:
+                return parse_flow(body)
+        return None
 
     def delete_all(self, entries: Sequence[Union[Flow, Tuple]]) -> int:
         """Delete entries in one go (one sendmsg per send buffer's worth); returns how many were there."""

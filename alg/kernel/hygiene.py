@@ -48,6 +48,28 @@ class Hygiene:
     def close(self) -> None:
         self.ct.close()
 
+    def clear_the_way(self, actions: Iterable[A.Action], wan_ip: Optional[str]) -> None:
+        """Before the verdict: a new signalling binding's first datagram is NATed to its WAN port
+        toward a known far end; a flow already holding that reply tuple for another LAN address
+        (NATed by MASQUERADE while the daemon was busy or down) would make the kernel drop it as a
+        clash.  One lookup by reply tuple per new binding (a hash lookup, no dump); the binding's
+        own flow is left alone."""
+        if wan_ip is None:
+            return
+        for a in actions:
+            b = a.binding
+            if a.kind != A.OPEN or a.dst is None or b is None or b.kind != SIP:
+                continue
+            try:
+                f = self.ct.by_reply(Tuple(a.dst[0], wan_ip, a.dst[1], b.wan[1], UDP))
+                if f is not None and (f.orig.src, f.orig.sport) != tuple(b.lan) and self.ct.delete(f):
+                    self.deleted += 1
+                    log.info("conntrack: cleared %s:%d's flow to %s:%d from WAN port %d for %s:%d", f.orig.src,
+                             f.orig.sport, a.dst[0], a.dst[1], b.wan[1], b.lan[0], b.lan[1])
+            except (NetlinkError, OSError) as e:
+                self.errors += 1
+                log.debug("conntrack: clearing the way for %r: %s", a, e)
+
     def defer(self, actions: Iterable[A.Action]) -> None:
         """Remember what these actions make stale, for run()."""
         for a in actions:

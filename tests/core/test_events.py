@@ -106,6 +106,17 @@ def test_inbound_result_names_its_dnat_and_outbound_its_snat():
     assert r.dnat == PHONE
 
 
+def test_a_new_signalling_binding_says_where_its_first_datagram_goes():
+    """The shell clears a stale flow off that reply tuple before the verdict (hygiene.clear_the_way)."""
+    from alg.core import actions as A
+    e = engine()
+    r = e.handle(OUT, PHONE, SERVER, register(), 1.0)
+    opens = [a for a in r.actions if a.kind == A.OPEN]
+    assert len(opens) == 1 and opens[0].dst == SERVER and opens[0].binding.wan == WAN
+    r = e.handle(OUT, PHONE, SERVER, register(), 2.0)               # held again: nothing new to clear
+    assert [a for a in r.actions if a.kind == A.OPEN] == []
+
+
 def test_event_text_escapes_wire_bytes():
     ev = E.CallStarted(b"<img src=x>\r\n\x1b[2J", "10.0.0.2", True)
     text = ev.describe()

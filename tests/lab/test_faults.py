@@ -143,3 +143,28 @@ def test_no_process_is_started_on_the_packet_path(lab, alg, logdir):
         lines = [ln for ln in f if re.search(r"\bexecve(at)?\(", ln)]
     assert lines == [], "the daemon started processes during a call:\n" + "".join(lines)
     assert alg.status()["counters"]["rewritten"] >= 6        # it did handle the call
+
+
+def test_a_flow_masqueraded_before_the_daemon_does_not_swallow_another_phones_first_register(lab, logdir):
+    """Phone 1 spoke to the server from 5060 while no daemon ran, so MASQUERADE gave its flow the
+    WAN port 5060.  The daemon then binds phone 2's 5060 to WAN 5060 (free in its table): without
+    clearing that old flow the kernel drops phone 2's first datagram as a clash."""
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, b"\r\n\r\n")         # a keep-alive, plain NAT
+    flows = lab.run(lab.rtr, "conntrack", "-L", "-p", "udp", "--dport", "5060", check=False).stdout
+    assert b"src=10.0.0.2" in flows and b"dport=5060" in flows
+    alg = Alg(lab, logdir).start()
+    try:
+        rx = recv_udp(lab, lab.wan, SRV)
+        send_udp(lab, lab.ph2, (PHONES[1], 5060), SRV, _options("first").replace(b"10.0.0.2", PHONES[1].encode()))
+        got = received(rx)
+        assert got is not None, "phone 2's first OPTIONS was dropped"
+        assert got[0][1] == 5060 and b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in got[1]
+        assert "conntrack: cleared 10.0.0.2:5060's flow" in alg.log()
+        # phone 1, whose flow went, comes back through a binding of its own
+        rx = recv_udp(lab, lab.wan, SRV)
+        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _options("again"))
+        got = received(rx)
+        assert got is not None and got[0][1] != 5060 and b"Via: SIP/2.0/UDP %s:%d;" % (
+            ROUTER_WAN.encode(), got[0][1]) in got[1]
+    finally:
+        alg.stop()
