@@ -346,18 +346,18 @@ class Daemon:
             self.counters["media_queued"] += 1
         res = self.engine.handle(direction, src, dst, d.payload, now)
         if res.actions:
-            self._carry_out(res.actions, now)
-        if log.isEnabledFor(logging.DEBUG):
+            self._carry_out(res.actions, now)       # before the verdict: the packet's own NAT may need them
+        if res.verdict == DROP:
+            verdict(None, False)
+        elif res.payload is not None:
+            verdict(with_payload(packet, res.payload, d), True)
+        else:
+            verdict(None, True)
+        if log.isEnabledFor(logging.DEBUG):             # the log after the verdict: it costs the packet nothing
             log.debug("%s %s:%d -> %s:%d %s: %s", direction, src[0], src[1], dst[0], dst[1], res.status,
                       res.reason)
         if res.events:
             self._log_events(res.events)
-        if res.verdict == DROP:
-            verdict(None, False)
-        elif res.payload is not None:
-            verdict(with_payload(packet, res.payload), True)
-        else:
-            verdict(None, True)
 
     def _log_events(self, events, prefix: str = "") -> None:
         """Registrations, calls and refusals at info (refusals at most one line per reason

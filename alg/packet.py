@@ -85,12 +85,14 @@ def _parse(packet: bytes) -> Optional[UdpDatagram]:
 
 
 def _sum16(data: bytes) -> int:
+    """The ones'-complement sum of the 16-bit words, folded.  Read as one big number the data
+    is that sum modulo 0xFFFF (2**16 = 1 there), which a single C operation gives; a fold is
+    0 only for all-zero data and 0xFFFF for the other multiples."""
     if len(data) & 1:
         data += b"\x00"
-    total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return total
+    x = int.from_bytes(data, "big")
+    r = x % 0xFFFF
+    return r if r or not x else 0xFFFF
 
 
 def checksum(data: bytes) -> int:
@@ -135,11 +137,13 @@ def _addr_bytes(version: int, ip: str) -> bytes:
     return socket.inet_pton(socket.AF_INET if version == 4 else socket.AF_INET6, ip)
 
 
-def with_payload(packet: bytes, payload: bytes) -> bytes:
-    """The same packet carrying payload, with lengths and checksums recomputed."""
-    d = parse_udp(packet)
+def with_payload(packet: bytes, payload: bytes, d: Optional[UdpDatagram] = None) -> bytes:
+    """The same packet carrying payload, with lengths and checksums recomputed (d: the packet
+    as parse_udp() read it, when the caller has it)."""
     if d is None:
-        raise ValueError("not an IP/UDP packet")
+        d = parse_udp(packet)
+        if d is None:
+            raise ValueError("not an IP/UDP packet")
     return _rebuild(packet, d, _addr_bytes(d.version, d.src), _addr_bytes(d.version, d.dst),
                     d.sport, d.dport, payload)
 

@@ -278,8 +278,8 @@ class _Queue:
         self.counters = {"enobufs": 0, "errors": 0, "send_errors": 0}
         self.last_error = None
 
-    def receive(self):
-        out, self.packets = self.packets, []
+    def receive(self, limit=64):
+        out, self.packets = self.packets[:limit], self.packets[limit:]
         return out
 
     def verdict(self, packet_id, accept=True, payload=None):
@@ -324,3 +324,16 @@ def test_every_packet_gets_exactly_one_verdict_even_when_the_callback_fails():
     assert g.counters["unseen"] == 1
     assert g._q.flushed == 7                        # and they were sent before poll() returned
     assert metas[0] == (1, 0, None) and [m[0] for m in metas] == [1, 2, 3, 4, 5, 6]
+
+
+def test_the_first_packets_verdict_is_sent_before_its_callback_returns_the_rest_batch():
+    sent_when = []
+
+    def cb(payload, verdict, meta):
+        verdict(None, True)
+        sent_when.append(g._q.flushed)             # what had gone out by the time the callback went on
+
+    g = _glue([nfq.Packet(0, i, 0x800, 1, b"p%d" % i) for i in range(4)], cb)
+    g.poll()
+    assert sent_when == [1, 1, 1, 1]                # the first at once; the backlog waited for its batch
+    assert g._q.flushed == 4

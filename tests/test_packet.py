@@ -94,3 +94,23 @@ def test_build_udp_v4():
     pkt = build_udp(("203.0.113.1", 5060), ("203.0.113.10", 5060), b"\r\n")
     d = parse_udp(pkt)
     assert d.payload == b"\r\n" and d.sport == 5060 and _udp_sum_ok_v4(pkt)
+
+
+def test_checksum_is_the_rfc1071_word_sum():
+    """The big-number shortcut gives what summing 16-bit words and folding the carries gives."""
+    import random
+
+    def by_words(data):
+        if len(data) & 1:
+            data += b"\0"
+        total = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+        while total >> 16:
+            total = (total & 0xFFFF) + (total >> 16)
+        return (~total) & 0xFFFF
+
+    rnd = random.Random(1071)
+    cases = [b"", b"\0", b"\0\0", b"\xff\xff", b"\xff\xff" * 3, b"\x00\x01\xff\xfe", b"\x80", bytes(1500),
+             b"\xff" * 1499]
+    cases += [bytes(rnd.randrange(256) for _ in range(rnd.randrange(1, 1500))) for _ in range(300)]
+    for data in cases:
+        assert checksum(data) == by_words(data), data[:16]

@@ -88,6 +88,9 @@ def msg_type(nfq_type: int) -> int:
     return nfnl_type(NFNL_SUBSYS_QUEUE, nfq_type)
 
 
+PACKET_TYPE = msg_type(NFQNL_MSG_PACKET)
+
+
 # -- encoding
 
 
@@ -169,42 +172,64 @@ class Packet:
                                                       "no" if self.payload is None else len(self.payload))
 
 
-_U32_FIELDS = {NFQA_CAP_LEN: "cap_len", NFQA_MARK: "mark", NFQA_IFINDEX_INDEV: "indev",
-               NFQA_IFINDEX_OUTDEV: "outdev"}
-
-
 def parse_packet(body: bytes) -> Packet:
-    """The body (nfgenmsg + attributes) of an NFQNL_MSG_PACKET.
+    """The body (nfgenmsg + attributes) of an NFQNL_MSG_PACKET."""
+    return _packet(body, 0, len(body))
 
-    The hot path: one walk over the attributes, slicing only the payload.
-    """
-    n = len(body)
-    if n < NFGEN.size:
-        raise ValueError("NFQUEUE packet message too short: %d bytes" % n)
-    queue_num = NFGEN.unpack_from(body)[2]
-    hdr = None
-    payload = None
-    u32s = {}
-    off = NFGEN.size
-    while off + 4 <= n:
-        length, atype = NLA_HDR.unpack_from(body, off)
-        if length < 4 or off + length > n:
-            raise ValueError("bad netlink attribute at offset %d: length %d, %d bytes left" % (off, length, n - off))
+
+def _packet(buf, at: int, end: int) -> Packet:
+    """The NFQNL_MSG_PACKET body in buf[at:end]: the hot path, one walk over the attributes
+    in locals, slicing only the payload."""
+    if end - at < NFGEN.size:
+        raise ValueError("NFQUEUE packet message too short: %d bytes" % (end - at))
+    queue_num = NFGEN.unpack_from(buf, at)[2]
+    hdr = payload = cap_len = mark = None
+    indev = outdev = 0
+    u32 = U32.unpack_from
+    nla = NLA_HDR.unpack_from
+    off = at + NFGEN.size
+    while off + 4 <= end:
+        length, atype = nla(buf, off)
+        if length < 4 or off + length > end:
+            raise ValueError("bad netlink attribute at offset %d: length %d, %d bytes left"
+                             % (off - at, length, end - off))
         atype &= NLA_TYPE_MASK
         if atype == NFQA_PAYLOAD:
-            payload = bytes(body[off + 4:off + length])
-        elif atype == NFQA_PACKET_HDR and length >= 4 + PACKET_HDR.size:
-            hdr = PACKET_HDR.unpack_from(body, off + 4)
-        elif atype in _U32_FIELDS and length >= 8:
-            u32s[_U32_FIELDS[atype]] = U32.unpack_from(body, off + 4)[0]
+            payload = bytes(buf[off + 4:off + length])
+        elif length >= 8:
+            if atype == NFQA_PACKET_HDR:
+                if length >= 4 + PACKET_HDR.size:
+                    hdr = PACKET_HDR.unpack_from(buf, off + 4)
+            elif atype == NFQA_IFINDEX_INDEV:
+                indev = u32(buf, off + 4)[0]
+            elif atype == NFQA_IFINDEX_OUTDEV:
+                outdev = u32(buf, off + 4)[0]
+            elif atype == NFQA_MARK:
+                mark = u32(buf, off + 4)[0]
+            elif atype == NFQA_CAP_LEN:
+                cap_len = u32(buf, off + 4)[0]
         off += (length + 3) & ~3
     if hdr is None:
         raise ValueError("NFQUEUE packet message without a packet header (NFQA_PACKET_HDR)")
-    return Packet(queue_num, hdr[0], hdr[1], hdr[2], payload, **u32s)
+    return Packet(queue_num, hdr[0], hdr[1], hdr[2], payload, cap_len, mark, indev, outdev)
+
+
+_MSG_HEAD = struct.Struct("=IH")           # nlmsghdr's len and type
+
+
+def packet_datagram(buf) -> Optional[Packet]:
+    """The packet, when a received datagram is just one NFQNL_MSG_PACKET (how the kernel sends
+    each); None for anything else (decode() reads those)."""
+    n = len(buf)
+    if n < NLMSG_HDR.size:
+        return None
+    length, mtype = _MSG_HEAD.unpack_from(buf)
+    if mtype != PACKET_TYPE or length < NLMSG_HDR.size or length > n or n - length > 3:
+        return None
+    return _packet(buf, NLMSG_HDR.size, length)
 
 
 Event = Union[Packet, Ack, NetlinkError]
-PACKET_TYPE = msg_type(NFQNL_MSG_PACKET)
 
 
 def decode(buf: bytes) -> List[Event]:
@@ -285,6 +310,8 @@ class NfQueue:
         self._blind = False                             # a datagram failed to decode: a packet may be held unseen
         self._last_id: Optional[int] = None
         self._blind_since: Optional[int] = None
+        # a plain accept is this prefix and its verdict header (seq 0: no ack is asked for)
+        self._accept_head = verdict_message(queue_num, 0, True)[:-VERDICT_HDR.size]
         self.nl = NetlinkSocket(NETLINK_NETFILTER, rcvbuf=rcvbuf, sndbuf=sndbuf, timeout=timeout,
                                 on_other=self._on_other)
         try:
@@ -362,6 +389,12 @@ class NfQueue:
             if buf is None:
                 break
             try:
+                p = packet_datagram(buf)
+                if p is not None:
+                    self._outstanding.append(p.packet_id)
+                    self._last_id = p.packet_id
+                    out.append(p)
+                    continue
                 events = decode(buf)
             except ValueError as e:
                 self._undecodable(e)
@@ -390,8 +423,28 @@ class NfQueue:
 
     def flush(self) -> int:
         """Send the buffered verdicts (see coalesce()); returns how many messages went out."""
-        if not self._verdicts and not self._unsent and not self._blind:
-            return 0
+        v = self._verdicts
+        if not self._unsent and not self._blind:
+            if not v:
+                return 0
+            o = self._outstanding
+            if len(v) == 1 and len(o) == 1 and o[0] in v:   # one packet, its verdict: the usual case
+                pid = o[0]
+                m = v[pid]
+                if m is None:
+                    m = self._accept_head + VERDICT_HDR.pack(NF_ACCEPT, pid)
+                try:
+                    self.nl.send(m)
+                except (OSError, ValueError) as e:
+                    self.counters["send_errors"] += 1
+                    self.last_error = "verdicts not sent (kept for the next try): %s" % e
+                    self._unsent = [m]
+                    v.clear()
+                    o.clear()
+                    return 0
+                v.clear()
+                o.clear()
+                return 1
         msgs = self._unsent
         batches = coalesce(self.queue_num, self._outstanding, self._verdicts, self.nl.seq, msgs)
         self.counters["batches"] += batches

@@ -33,6 +33,7 @@ log = logging.getLogger("sipalg.queue")
 BACKENDS = ("auto", "netlink", "binding")
 ENV = "SIPALG_QUEUE_BACKEND"
 REPORT_EVERY = 60.0                            # seconds between warnings about overruns and errors
+BACKLOG = 64                                   # packets read per poll() after the first
 FLUSH_AFTER = 0.001                            # seconds a given verdict may wait for the rest of its batch
 BINDING_LIMITS = ("NetfilterQueue binding forced (%s=binding): no fail-open (a backlog drops SIP) and no "
                   "datagrams over ~4 KB (they get no verdict); use the netlink backend" % ENV)
@@ -136,15 +137,16 @@ class _Netlink:
         return self._q.fileno()
 
     def poll(self) -> None:
+        """The first waiting packet's verdict goes out before anything else is read (a lone
+        packet never waits on a recv that finds nothing); the backlog behind it in batches."""
         q = self._q
+        for p in q.receive(1):
+            self._handle(q, p, True)
+        q.flush()
         clock = time.monotonic
         first = None                           # when the oldest unsent verdict was given
-        for p in q.receive():
-            if p.truncated:                    # never rewrite what we did not see whole
-                self._unseen += 1
-                q.verdict(p.packet_id, True)
-            else:
-                self._one(q, p)
+        for p in q.receive(BACKLOG):
+            self._handle(q, p)
             if first is None:
                 first = clock()
             elif clock() - first >= FLUSH_AFTER:
@@ -153,7 +155,16 @@ class _Netlink:
         q.flush()
         self._report()
 
-    def _one(self, q, p) -> None:
+    def _handle(self, q, p, at_once: bool = False) -> None:
+        if p.truncated:                        # never rewrite what we did not see whole
+            self._unseen += 1
+            q.verdict(p.packet_id, True)
+        else:
+            self._one(q, p, at_once)
+
+    def _one(self, q, p, at_once: bool = False) -> None:
+        """at_once: the verdict is sent as it is given, so what the callback does after it
+        (logging) costs the packet nothing."""
         given = []
 
         def verdict(payload, accept, _id=p.packet_id):
@@ -165,6 +176,8 @@ class _Netlink:
             except ValueError as e:            # a rewrite the kernel cannot take: pass the original
                 log.warning("NFQUEUE packet %d passed unchanged: %s", _id, e)
                 q.verdict(_id, True)
+            if at_once:
+                q.flush()
 
         try:
             self._callback(p.payload, verdict, p)
