@@ -75,7 +75,8 @@ _log_to = "stderr"
 def setup_logging(level: str, to: Optional[str] = None) -> None:
     """Every line goes one way, so each event is logged once: to syslog under procd (the init script
     passes --syslog and lets procd capture only what no logger writes: an interpreter's own errors),
-    to stderr when run by hand.  `to` None keeps the destination chosen before (a reload)."""
+    to stderr when run by hand.  `to` None keeps the destination chosen before (a reload).
+    SIPALG_SYSLOG names another syslog socket than /dev/log (tests)."""
     global _log_to
     root = logging.getLogger("sipalg")
     root.handlers[:] = []
@@ -83,7 +84,8 @@ def setup_logging(level: str, to: Optional[str] = None) -> None:
     h: Optional[logging.Handler] = None
     if _log_to == "syslog":
         try:
-            h = logging.handlers.SysLogHandler(address="/dev/log", facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            h = logging.handlers.SysLogHandler(address=os.environ.get("SIPALG_SYSLOG", "/dev/log"),
+                                               facility=logging.handlers.SysLogHandler.LOG_DAEMON)
             h.setFormatter(logging.Formatter("sipalg[%(process)d]: %(message)s"))
         except OSError as e:
             print("sipalg: no syslog (/dev/log: %s), logging to stderr" % e, file=sys.stderr)
