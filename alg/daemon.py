@@ -173,8 +173,10 @@ class Daemon:
             return PacketQueue(num, self.on_packet)
         except QueueUnavailable as e:
             who = holder(num)
-            raise options.OptionError("sipalg.main.queue_num %d: %s%s; set a free queue number"
-                                      % (num, e, " (held by %s)" % who if who else "")) from None
+            if who:
+                raise options.OptionError("sipalg.main.queue_num %d: NFQUEUE %d is taken by %s; set a free queue "
+                                          "number" % (num, num, who)) from None
+            raise options.OptionError("sipalg.main.queue_num %d: %s" % (num, e)) from None
 
     def _drop_privileges(self) -> None:
         """After start: run on as self.user with CAP_NET_ADMIN and CAP_NET_RAW only (alg/privileges.py)."""
