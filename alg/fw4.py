@@ -38,7 +38,7 @@ import json
 import os
 import subprocess
 import sys
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from alg import uci
 

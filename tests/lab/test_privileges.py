@@ -15,7 +15,7 @@ import pytest
 from alg import privileges
 from tests.support import ROOT
 from tests.support.lab.messages import options_through
-from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
+from tests.support.lab.netns import ROUTER_WAN, SERVER
 from tests.support.lab.peers import Alg, exchange_udp
 from tests.support.need import need
 

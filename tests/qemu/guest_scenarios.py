@@ -430,8 +430,13 @@ def test_fw4_include_follows_a_wan_zone_named_otherwise(lab, fw4_uci, alg):
     got = reaches(lab, port)
     assert got is not None and got[0] == (SERVER, 20000)
     assert reaches(lab, 7777 if port != 7777 else 7779) is None
-    # fw4's script include told the daemon after the reload (its HUP), and it was fine with it
-    assert "config reloaded" in alg.log(), alg.log()[-3000:]
+    # after each fw4 reload its script include tells the running daemon (a HUP)
+    sh("fw4", "reload")
+    deadline = time.monotonic() + 20 * SLOW
+    while "config reloaded" not in alg.log():
+        assert time.monotonic() < deadline, alg.log()[-3000:]
+        time.sleep(0.2)
+    assert "!sipalg" in _chain("forward_internet")
 
 
 def _zone_lan():
@@ -477,6 +482,16 @@ def test_the_daemon_runs_without_full_root_and_logs_each_line_once(lab, alg):
     time.sleep(0.5 * SLOW)
     src, payload = options_through(lab, "vm-priv-2")
     assert b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload
+    # a reload procd's way: the config changed, so procd sends reload_signal (HUP), and the unprivileged
+    # daemon re-reads the copy the init script made of /etc/config/sipalg (root's, 0600)
+    pid = alg.pid
+    uci_set(limit_calls=999)
+    sh(INIT, "reload")
+    deadline = time.monotonic() + 20 * SLOW
+    while "config reloaded: sipalg.main.limit_calls" not in alg.log():
+        assert time.monotonic() < deadline, alg.log()[-3000:]
+        time.sleep(0.2)
+    assert json.loads(sh("sipalg", "status", "--json").stdout)["pid"] == pid          # not restarted
     # logread: each line once, from syslog with its priority; procd's capture holds none of them
     mine = [l for l in sh("logread").stdout.splitlines() if "sipalg[%d]:" % alg.pid in l]
     assert len([l for l in mine if ": running: wan" in l]) == 1, mine
