@@ -13,6 +13,7 @@ COMMANDS = {
     "run": ("alg.daemon", "run the ALG on a router (NFQUEUE + nftables), in the foreground"),
     "status": ("alg.status", "show registrations, calls, bindings and counters of a running daemon"),
     "replay": ("alg.replay", "run the engine over a pcap as if it crossed the router"),
+    "firewall": ("alg.fw4", "keep fw4's uci config in step (init script and removal, as root)"),
 }
 
 

@@ -52,6 +52,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                      "SIGHUP reloads the config, keeping live calls. If the daemon dies, SIP flows "
                      "unmodified (queue bypass). Settings come from the uci file; flags override it.")
     p.add_argument("--config", help="uci config file (default %s if it exists)" % options.DEFAULT_CONFIG)
+    p.add_argument("--syslog", action="store_true", help="log to syslog only (as the init script runs it), "
+                   "not to stderr")
+    p.add_argument("--user", metavar="NAME", help="after start (table installed, queue bound) run as this user "
+                   "with CAP_NET_ADMIN and CAP_NET_RAW only (the init script passes sipalg)")
     options.add_arguments(p)
 
 
@@ -65,23 +69,37 @@ def flags_of(args: argparse.Namespace) -> dict:
     return {o.attr: getattr(args, o.attr, None) for o in options.OPTIONS if o.flag}
 
 
-def setup_logging(level: str) -> None:
+_log_to = "stderr"
+
+
+def setup_logging(level: str, to: Optional[str] = None) -> None:
+    """Every line goes one way, so each event is logged once: to syslog under procd (the init script
+    passes --syslog and lets procd capture only what no logger writes: an interpreter's own errors),
+    to stderr when run by hand.  `to` None keeps the destination chosen before (a reload).
+    SIPALG_SYSLOG names another syslog socket than /dev/log (tests)."""
+    global _log_to
     root = logging.getLogger("sipalg")
     root.handlers[:] = []
-    h = logging.StreamHandler(sys.stderr)
-    h.setFormatter(logging.Formatter("%(asctime)s sipalg %(levelname)s %(message)s"))
-    root.addHandler(h)
-    if os.path.exists("/dev/log"):
+    _log_to = to or _log_to
+    h: Optional[logging.Handler] = None
+    if _log_to == "syslog":
         try:
-            sh = logging.handlers.SysLogHandler(address="/dev/log")
-            sh.setFormatter(logging.Formatter("sipalg[%(process)d]: %(message)s"))
-            root.addHandler(sh)
-        except OSError:
-            pass
+            h = logging.handlers.SysLogHandler(address=os.environ.get("SIPALG_SYSLOG", "/dev/log"),
+                                               facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+            h.setFormatter(logging.Formatter("sipalg[%(process)d]: %(message)s"))
+        except OSError as e:
+            print("sipalg: no syslog (/dev/log: %s), logging to stderr" % e, file=sys.stderr)
+            h = None
+    if h is None:
+        h = logging.StreamHandler(sys.stderr)
+        h.setFormatter(logging.Formatter("%(asctime)s sipalg %(levelname)s %(message)s"))
+    root.addHandler(h)
     root.setLevel(getattr(logging, level.upper()))
 
 
 class Daemon:
+    user: Optional[str] = None                  # who to become after start (--user); None: stay as started
+
     def __init__(self, settings: options.Settings, flags: Optional[dict] = None):
         from alg.kernel.hygiene import Hygiene
         from alg.kernel.cthelper import OffloadGuard
@@ -123,11 +141,12 @@ class Daemon:
         self._forwarded: set = set()
         self.queue = None
         self.leds = StatusLeds(site.leds)
+        self.kernel_helper: dict = {}              # alg/kernel/helper.py helper_state(), shown in the status
 
     # -- life cycle
 
     def start(self) -> None:
-        from alg.kernel.queue import PacketQueue
+        self.queue = self._bind_queue(self.s.queue_num)     # first: our SIP must not go to another program
         now = self.clock()
         self._read_router_ports(now)
         self.table.ct_helper = self.offload.start()
@@ -142,14 +161,35 @@ class Daemon:
         if kept:
             log.info("picked up %d bindings left in the kernel table", len(kept))
         self._kernel_helper_off()
-        self.queue = PacketQueue(self.s.queue_num, self.on_packet)
         self.nftmon.read()                     # what starting did to the ruleset is known already
         self.leds.start()
+        self._drop_privileges()
         log.info("running: wan %s (%s), lan %s, SIP ports %s, RTP %d-%d, queue %d via %s (%s backend)",
                  self.site.wan_if, self.wan_ip or "no address yet",
                  ",".join(n.text for n in self.site.lan_nets), ",".join(map(str, self.s.sip_port)),
                  self.s.rtp_ports[0], self.s.rtp_ports[1], self.s.queue_num,
                  "nft queue" if self.table.use_nft_queue else "iptables NFQUEUE", self.queue.backend)
+
+    def _bind_queue(self, num: int):
+        """The queue, or an OptionError naming sipalg.main.queue_num when another program holds it."""
+        from alg.kernel.queue import PacketQueue, QueueUnavailable, holder
+        try:
+            return PacketQueue(num, self.on_packet)
+        except QueueUnavailable as e:
+            who = holder(num)
+            if who:
+                raise options.OptionError("sipalg.main.queue_num %d: NFQUEUE %d is taken by %s; set a free queue "
+                                          "number" % (num, num, who)) from None
+            raise options.OptionError("sipalg.main.queue_num %d: %s" % (num, e)) from None
+
+    def _drop_privileges(self) -> None:
+        """After start: run on as self.user with CAP_NET_ADMIN and CAP_NET_RAW only (alg/privileges.py)."""
+        if not self.user:
+            return
+        from alg import privileges
+        privileges.own(self.s.state_dir, self.user)
+        privileges.own_files(self.leds.paths(), self.user)
+        log.info("privileges: %s", privileges.drop(self.user))
 
     def shutdown(self) -> None:
         self.leds.stop()
@@ -247,10 +287,21 @@ class Daemon:
                  (": " + ", ".join(o.key for o in changed)) if changed else ", nothing changed")
 
     def _kernel_helper_off(self) -> None:
-        if self.s.disable_kernel_helper:
-            from alg.kernel.helper import disable_sip_helper
-            for what in disable_sip_helper():
+        """At start and on each HUP (fw4's include sends one after every reload): what attaches the
+        kernel's SIP helper.  The init script turned it off in fw4's config (alg/fw4.py); what still
+        attaches it (a rule of the owner's, another table) is taken out here with disable_kernel_helper."""
+        from alg.kernel.helper import disable_sip_helper, helper_state, list_ruleset
+        ruleset = list_ruleset()
+        state = helper_state(ruleset)
+        if self.s.disable_kernel_helper and state["attached"]:
+            log.warning("kernel SIP helper attached by %s, not from fw4's zone settings: taking it out",
+                        ", ".join(state["attached"]))
+            for what in disable_sip_helper(ruleset=ruleset):
                 log.info("kernel SIP helper: %s", what)
+            state = helper_state(list_ruleset())
+        if state != self.kernel_helper:
+            self.kernel_helper = state
+            self.published.touch()
 
     # -- what the kernel says changed
 
@@ -428,6 +479,7 @@ class Daemon:
             "started": wall(self.published.started),
             "wan_if": self.site.wan_if, "lan_if": self.site.lan_if, "wan_ip": self.wan_ip,
             "queue": "nft" if self.table.use_nft_queue else "iptables",
+            "kernel_helper": self.kernel_helper,
             "leds": self.leds.describe(),
             "queue_backend": self.queue.backend if self.queue else None,
             "queue_counters": dict(self.queue.counters) if self.queue else {},
@@ -462,18 +514,20 @@ def run(args: argparse.Namespace) -> int:
     try:
         flags = flags_of(args)
         settings = options.read(config_path(args), flags)
-        setup_logging(settings.log_level)
+        setup_logging(settings.log_level, "syslog" if args.syslog else "stderr")
     except (ValueError, OSError) as e:
         print("sipalg run: %s" % e, file=sys.stderr)
         return 2
-    if os.geteuid() != 0:
-        print("sipalg run: needs root (nftables and NFQUEUE)", file=sys.stderr)
+    from alg.privileges import may_run
+    if not may_run():
+        log.error("sipalg run: needs root, or CAP_NET_ADMIN and CAP_NET_RAW (nftables and NFQUEUE)")
         return 2
     try:
         daemon = Daemon(settings, flags)
     except (ValueError, OSError) as e:
-        print("sipalg run: %s" % e, file=sys.stderr)
+        log.error("sipalg run: %s", e)
         return 2
+    daemon.user = args.user
 
     def on_stop(signum, frame):
         daemon.stop = True
@@ -486,6 +540,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, on_hup)
     try:
         daemon.run()
+    except options.OptionError as e:                     # e.g. the queue taken: a setting to change
+        log.error("sipalg run: %s", e)
+        return 2
     except Exception as e:
         log.error("stopped by an error: %s", e)
         return 1

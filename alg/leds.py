@@ -191,6 +191,19 @@ class Led:
         with open(os.path.join(self.path, attr), "w") as f:
             f.write("%s\n" % value)
 
+    def _delays(self, on, off) -> None:
+        """The timer trigger's delays; its files appear with it, root's: an unprivileged daemon (after
+        the drop) can't write them, and the trigger blinks at its default 500/500 ms instead."""
+        try:
+            self._write("delay_on", on)
+            self._write("delay_off", off)
+        except PermissionError:
+            pass
+
+    def paths(self) -> List[str]:
+        """The attributes written after start (made the daemon's user's before it drops root)."""
+        return [os.path.join(self.path, a) for a in ("trigger", "brightness")]
+
     def take(self) -> None:
         """Remember trigger and brightness, then drive the LED ourselves (trigger none, off)."""
         self.saved_trigger, self.triggers = parse_trigger(self._read("trigger"))
@@ -210,8 +223,7 @@ class Led:
             return
         if what == BLINK and "timer" in self.triggers:
             self._write("trigger", "timer")
-            self._write("delay_on", RINGING_BLINK[0])
-            self._write("delay_off", RINGING_BLINK[1])
+            self._delays(*RINGING_BLINK)
         else:
             if self.shown == BLINK:
                 self._write("trigger", "none")
@@ -227,8 +239,7 @@ class Led:
             # not brightness: writing 0 to it would remove the trigger again
             self._write("trigger", self.saved_trigger)
             if self.saved_trigger == "timer" and self.saved_delays:
-                self._write("delay_on", self.saved_delays[0])
-                self._write("delay_off", self.saved_delays[1])
+                self._delays(*self.saved_delays)
         self.shown = None
 
 
@@ -339,6 +350,9 @@ class StatusLeds:
         fresh = StatusLeds(config)
         fresh.start()
         return fresh
+
+    def paths(self) -> List[str]:
+        return [p for led in self.leds.values() for p in led.paths()]
 
     def describe(self) -> Dict[str, str]:
         """role -> LED name, for status output."""

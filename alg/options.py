@@ -202,8 +202,9 @@ OPTIONS = (
     Option(MAIN, "log_level", "choice", "info", reload=LIVE, flag="--log-level",
            choices=("debug", "info", "warning", "error"),
            help="info: one line per registration, call and refusal; debug: every rewrite"),
-    Option(MAIN, "queue_num", "int", "0", reload=REBUILD, flag="--queue-num", low=0, high=65535,
-           help="the NFQUEUE number SIP is handed over on"),
+    Option(MAIN, "queue_num", "int", "5060", reload=REBUILD, flag="--queue-num", low=0, high=65535,
+           help="the NFQUEUE number SIP is handed over on (5060: no feed package's default; "
+                "etherwake-nfqueue takes 0, snort3 4-7)"),
     Option(MAIN, "disable_kernel_helper", "bool", "0", reload=LIVE,
            help="keep the kernel's own SIP helper (nf_conntrack_sip) from rewriting SIP too"),
     Option(MAIN, "inbound_sip", "choice", "peers", reload=REBUILD, choices=("peers", "any"),

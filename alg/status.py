@@ -90,6 +90,11 @@ def run(args: argparse.Namespace) -> int:
     print("sipalg pid %d, up %ds, WAN %s %s, queue via %s%s" % (
         st["pid"], round(now - st["started"]), st["wan_if"], st["wan_ip"], st["queue"],
         " (%s backend)" % st["queue_backend"] if st.get("queue_backend") else ""))
+    kh = st.get("kernel_helper") or {}
+    if kh:
+        print("kernel SIP helper: %s" % ("attached by " + ", ".join(kh["attached"]) if kh.get("attached") else
+                                         "not attached (%s)" % ("built in" if kh.get("builtin") else "loaded")
+                                         if kh.get("present") else "not on this router"))
     if any(st.get("queue_counters", {}).values()):
         print("queue: " + ", ".join("%s %d" % kv for kv in sorted(st["queue_counters"].items())))
     print("counters: " + ", ".join("%s %d" % kv for kv in sorted(st["counters"].items())))

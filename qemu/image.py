@@ -52,7 +52,8 @@ SOURCES = ["deb %s %s main" % (MIRROR, SUITE), "deb %s %s-updates main" % (MIRRO
 
 # what the guest needs: the router's tools, the lab's peers, the test runner
 PACKAGES = ["python3", "nftables", "iptables", "conntrack", "iproute2", "kmod", "procps", "iputils-ping",
-            "sip-tester", "kamailio", "tcpdump", "python3-pytest", "python3-pytest-timeout", "python3-dpkt"]
+            "sip-tester", "kamailio", "tcpdump", "python3-pytest", "python3-pytest-timeout", "python3-dpkt",
+            "busybox"]                  # its syslogd plays logd: the daemon logs to syslog, logread reads it
 DPKG_EXCLUDES = ["/usr/share/doc/*", "/usr/share/man/*", "/usr/share/locale/*", "/usr/share/info/*",
                  "/usr/share/lintian/*"]
 
@@ -336,7 +337,8 @@ class Builder:
             for link in ("bin", "sbin", "lib"):                 # Debian's merged /usr, as in the base
                 os.symlink("usr/" + link, os.path.join(st, link))
             shutil.copytree(OVERLAY, st, symlinks=True, dirs_exist_ok=True)
-            # no fw4 in the VM; an empty firewall config lets the package's uci-defaults add its include
+            # fw4 is the VM's stand-in (sbin/fw4); an empty firewall config lets the package's
+            # uci-defaults add its include
             open(os.path.join(st, "etc/config/firewall"), "w").close()
             with open(os.path.join(st, "etc/sipalg-qemu-vm"), "w") as f:
                 json.dump({"arch": self.arch, "kernel": kernel["package"], "kernel_version": kernel["version"],

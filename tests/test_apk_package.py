@@ -138,7 +138,9 @@ def test_every_file_of_the_install_recipe_with_its_mode_and_sha256(pkgs):
         assert f["hash"] == _sha(src) and f["data"] == open(src, "rb").read(), path
         assert f["mtime"] == EPOCH
     extra = set(files) - set(want)
-    assert extra == {"/lib/apk/packages/sipalg." + e for e in ("list", "conffiles", "conffiles_static")}
+    assert extra == {"/lib/apk/packages/sipalg." + e for e in ("list", "conffiles", "conffiles_static", "rusers")}
+    # USERID as package-pack.mk records it for apk's add_group_and_user
+    assert files["/lib/apk/packages/sipalg.rusers"]["data"] == b"sipalg:sipalg\n"
     for d in pkgs["sipalg"]["paths"]:
         assert d["acl"] == {"mode": 0o755, "user": "root", "group": "root"}, d.get("name")
 
@@ -162,7 +164,9 @@ def test_luci_files_follow_luci_mk_layout_and_keep_exec_bits(pkgs):
 def test_apk_records_list_and_conffiles_as_package_pack_mk_writes_them(pkgs):
     files = _files(pkgs["sipalg"])
     listed = files["/lib/apk/packages/sipalg.list"]["data"].decode().split("\n")
-    assert listed[-1] == "" and listed[:-1] == sorted(p for p in files if not p.startswith("/lib/apk/packages/"))
+    # written before the tree is listed: the .rusers file is in the list, the records after it aren't
+    assert listed[-1] == "" and listed[:-1] == sorted(p for p in files if not p.startswith("/lib/apk/packages/")
+                                                      or p.endswith(".rusers"))
     assert files["/lib/apk/packages/sipalg.conffiles"]["data"] == b"/etc/config/sipalg\n"
     conf = os.path.join(FEED, "sipalg", "files", "sipalg.config")
     assert files["/lib/apk/packages/sipalg.conffiles_static"]["data"] == \

@@ -346,6 +346,7 @@ def hostile_status():
         "totals": {"registrations": m("total_regs"), "calls": 1, "bindings": 1, "pinholes": 1},
         "wan_if": m("wan_if"), "lan_if": m("lan_if"), "wan_ip": m("wan_ip"), "queue": m("queue"),
         "queue_backend": m("queue_backend"), "leds": {m("led_role"): m("led_name")},
+        "kernel_helper": {"present": True, "builtin": False, "attached": [m("helper_chain")]},
         "queue_counters": {m("qcounter"): m("qcounter_value")},
         "counters": {m("counter"): m("counter_value"), "queued": 3},
         "registrations": [{"aor": m("aor"), "lan": m("reg_lan"), "wan": m("reg_wan"), "expires": NOW + 30}],

@@ -81,7 +81,7 @@ def test_sipalg_control_fields_conffiles_and_scripts(built, tmp_path):
     c = _control(os.path.join(d, "control", "control"))
     assert c["Package"] == "sipalg" and c["Architecture"] == "all"
     deps = [x.strip() for x in c["Depends"].split(",")]
-    for dep in ("python3-light", "python3-logging", "nftables-json", "kmod-nft-queue", "kmod-nfnetlink-queue",
+    for dep in ("python3-light", "python3-logging", "python3-ctypes", "nftables-json", "kmod-nft-queue", "kmod-nfnetlink-queue",
                 "kmod-nfnetlink-cthelper"):
         assert dep in deps
     assert all(not dep.startswith("+") for dep in deps)
@@ -94,11 +94,14 @@ def test_sipalg_control_fields_conffiles_and_scripts(built, tmp_path):
         assert text.startswith("#!/bin/sh\n") and "%s $0 $@" % default in text
         assert '[ "${IPKG_NO_SCRIPT}" = "1" ] && exit 0' in text
         assert os.stat(os.path.join(d, "control", script)).st_mode & 0o777 == 0o755
-    # the custom prerm takes back the firewall include the uci-defaults script added
+    assert c["Require-User"] == "sipalg:sipalg"            # default_postinst creates the daemon's user
+    # the custom prerm takes back what sipalg put in the firewall config (not on an upgrade)
     prerm = open(os.path.join(d, "control", "prerm-pkg")).read()
-    assert "uci -q delete firewall.sipalg" in prerm
+    assert "/usr/sbin/sipalg firewall restore" in prerm and '[ "${PKG_UPGRADE}" = 1 ] && exit 0' in prerm
     defaults = open(os.path.join(d, "data", "etc", "uci-defaults", "90-sipalg")).read()
-    assert "set firewall.sipalg=include" in defaults
+    assert "/usr/sbin/sipalg firewall sync --no-reload" in defaults
+    postinst = open(os.path.join(d, "control", "postinst-pkg")).read()
+    assert "killall -s HUP ubusd" in postinst                 # ubusd reads the daemon's ACL
 
 
 def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
@@ -113,12 +116,16 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
     assert mode("/etc/uci-defaults/90-sipalg") == 0o755
     assert mode("/etc/uci-defaults/91-sipalg-bytecode") == 0o755
     assert mode("/usr/share/sipalg/fw4-reload.sh") == 0o755
-    assert mode("/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft") == 0o644
+    assert mode("/usr/share/sipalg/forward-pinholes.nft") == 0o644
+    assert mode("/usr/share/sipalg/capabilities.json") == 0o644
+    assert mode("/usr/share/acl.d/sipalg.json") == 0o644
+    assert not os.path.exists(os.path.join(data, "usr/share/nftables.d"))     # a uci include per WAN zone instead
     with tarfile.open(os.path.join(d, "data.tar.gz")) as t:
         assert all(m.uid == 0 and m.gid == 0 for m in t.getmembers())
     # every absolute path the shipped scripts name is in the package, OpenWrt's base system
     # (base-files, procd) or a dependency (python3-light)
-    base = {"/etc/rc.common", "/lib/functions/procd.sh", "/usr/bin/python3"}
+    base = {"/etc/rc.common", "/lib/functions/procd.sh", "/usr/bin/python3", "/lib/functions/network.sh",
+            "/sbin/ujail", "/var/etc/sipalg/sipalg", "/sys/class/leds/", "/var/run/sipalg"}
     for rel in ("etc/init.d/sipalg", "usr/sbin/sipalg", "etc/uci-defaults/90-sipalg",
                 "etc/uci-defaults/91-sipalg-bytecode", "usr/share/sipalg/fw4-reload.sh"):
         text = open(os.path.join(data, rel)).read()
@@ -137,7 +144,7 @@ def test_sipalg_data_tree_modes_and_no_dangling_paths(built, tmp_path):
                         % lib], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     assert r.returncode == 0, r.stderr.decode()
     where, commands = r.stdout.decode().splitlines()
-    assert where.startswith(lib) and commands == "replay run status"          # no `sipalg demo` on a router
+    assert where.startswith(lib) and commands == "firewall replay run status"          # no `sipalg demo` on a router
     # pip installs the same packages as the .ipk
     with open(os.path.join(ROOT, "pyproject.toml")) as f:
         listed = re.search(r"^packages = \[(.*)\]$", f.read(), re.M).group(1)

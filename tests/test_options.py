@@ -80,7 +80,7 @@ def test_a_bad_flag_is_refused_by_the_same_rule():
 def test_flags_over_file_over_defaults(tmp_path):
     path = _file(tmp_path, "\tlist sip_port '5080'\n\toption log_level 'debug'\n")
     s = options.read(path)
-    assert s.sip_port == [5080] and s.log_level == "debug" and s.queue_num == 0 and s.rtp_ports == (1024, 65535)
+    assert s.sip_port == [5080] and s.log_level == "debug" and s.queue_num == 5060 and s.rtp_ports == (1024, 65535)
     s = options.read(path, {"sip_port": [5090], "log_level": None, "queue_num": 3})
     assert s.sip_port == [5090] and s.log_level == "debug" and s.queue_num == 3
     assert s.changed(options.read(path)) == [options.option("main", "sip_port"), options.option("main", "queue_num")]

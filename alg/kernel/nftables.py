@@ -259,8 +259,11 @@ class NftTable:
         return self._writer().table_exists()
 
     def rebuild(self, bindings: Iterable[Binding], now: float) -> None:
-        """The table again, holding the engine's bindings: after renumbering, new devices, or `fw4 flush`."""
+        """The table again, holding the engine's bindings: after renumbering, new devices, or `fw4 flush`
+        (`nft flush ruleset` takes iptables-nft's rules too: the fallback hook is checked, added if gone)."""
         self._load(list(bindings), now)
+        if not self.use_nft_queue:
+            self._iptables_queue(add=True)
 
     def _load(self, bindings: List[Binding], now: Optional[float]) -> None:
         nft("add table ip %s\ndelete table ip %s\n" % (self.name, self.name) + self.ruleset(), self.binary)

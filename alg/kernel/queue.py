@@ -51,6 +51,32 @@ def binding_available() -> bool:
     return True
 
 
+def holder(num: int, proc: str = "/proc") -> Optional[str]:
+    """Who has bound NFQUEUE `num`, for the error that says it's taken: the netlink port id from
+    /proc/net/netfilter/nfnetlink_queue, its socket inode from /proc/net/netlink, the process holding
+    that socket ("etherwake-nfqueue (pid 812)"); None when not found (or not ours to see)."""
+    try:
+        with open(os.path.join(proc, "net/netfilter/nfnetlink_queue")) as f:
+            ports = [int(w[1]) for w in (line.split() for line in f) if len(w) > 1 and w[0] == str(num)]
+        if not ports:
+            return None
+        with open(os.path.join(proc, "net/netlink")) as f:
+            inodes = {int(w[-1]) for w in (line.split() for line in f)
+                      if len(w) > 9 and w[1] == "12" and w[2].isdigit() and int(w[2]) == ports[0]}
+    except (OSError, ValueError):
+        return None
+    targets = {"socket:[%d]" % i for i in inodes}
+    for pid in (d for d in os.listdir(proc) if d.isdigit()):
+        try:
+            fds = os.listdir(os.path.join(proc, pid, "fd"))
+            if any(os.readlink(os.path.join(proc, pid, "fd", fd)) in targets for fd in fds):
+                with open(os.path.join(proc, pid, "comm")) as f:
+                    return "%s (pid %s)" % (f.read().strip(), pid)
+        except OSError:
+            continue
+    return "netlink port %d" % ports[0]
+
+
 class PacketMeta:
     """What the binding backend tells about a packet (the netlink backend passes its Packet, same fields)."""
 

@@ -26,7 +26,7 @@ from tests.support.lab.messages import options_through
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
 from tests.support.lab.peers import Capture, Kamailio, RtpEcho, Sipp, rtp_send, rtp_send_bg
 from tests.support.need import need
-from tests.support.vm import INIT, VM_MARKER, sh, uci_set
+from tests.support.vm import INIT, VM_MARKER, ServiceAlg, sh, uci_set
 
 LAB_TESTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "lab")
 # Under TCG everything runs 10-50 times slower than on the host the lab's tests were timed on, and
@@ -73,11 +73,14 @@ def test_package_installed_like_opkg_and_idle_until_enabled():
     with open(info + "list") as f:
         listed = f.read().split()
     for path in ("/usr/sbin/sipalg", "/etc/init.d/sipalg", "/etc/config/sipalg",
-                 "/usr/lib/sipalg/alg/daemon.py", "/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft"):
+                 "/usr/lib/sipalg/alg/daemon.py", "/usr/share/sipalg/forward-pinholes.nft",
+                 "/usr/share/acl.d/sipalg.json", "/usr/share/sipalg/capabilities.json"):
         assert path in listed and os.path.exists(path), path
     with open(info + "conffiles") as f:
         assert f.read().split() == ["/etc/config/sipalg"]
     assert os.readlink("/etc/rc.d/S95sipalg") == "../init.d/sipalg"          # postinst enabled it
+    import pwd
+    assert pwd.getpwnam("sipalg").pw_uid >= 32768                             # Require-User: sipalg:sipalg
     assert sh(INIT, "enabled", check=False).returncode == 0
     assert not os.path.exists("/etc/uci-defaults/90-sipalg")                  # ran at first boot
     # and so did 91-sipalg-bytecode: every module compiled for this python3, and loaded from there
@@ -206,7 +209,7 @@ def test_procd_emulation_keeps_procds_semantics():
 
 # -- flow offloading: fw4 with `option flow_offloading '1'` over the lab's devices
 
-FW4_INCLUDE = "/usr/share/nftables.d/chain-pre/forward_wan/30-sipalg.nft"      # as the package installed it
+FW4_INCLUDE = "/usr/share/sipalg/forward-pinholes.nft"      # as the package installed it
 
 
 @pytest.fixture
@@ -357,3 +360,143 @@ def test_offload_helper_accepts_everything_and_goes_with_the_service(lab, alg):
     finally:
         helpers.close()
 
+
+
+# -- fw4 by the book: the firewall config as the init script keeps it, rendered by the VM's fw4 stand-in
+# (qemu/guest/overlay/sbin/fw4, tests/support/fw4.py render()), which reloads and runs the script include
+
+NETWORK = "config interface 'lan'\n\toption device '%s'\n\nconfig interface 'uplink'\n\toption device '%s'\n"
+FIREWALL = """config defaults
+	option input 'DROP'
+	option output 'ACCEPT'
+	option forward 'DROP'
+
+config zone
+	option name 'lan'
+	list network 'lan'
+	option input 'ACCEPT'
+	option output 'ACCEPT'
+	option forward 'ACCEPT'
+
+config zone
+	option name 'internet'
+	list network 'uplink'
+	option input 'DROP'
+	option output 'ACCEPT'
+	option forward 'DROP'
+	option masq '1'
+
+config forwarding
+	option src 'lan'
+	option dest 'internet'
+"""
+
+
+@pytest.fixture
+def fw4_uci(lab):
+    """A router whose WAN zone is called `internet`, its firewall up (fw4 start); put back after."""
+    saved = {}
+    for name in ("firewall", "network"):
+        path = "/etc/config/" + name
+        saved[path] = open(path).read() if os.path.exists(path) else None
+    with open("/etc/config/network", "w") as f:
+        f.write(NETWORK % (lab.lan_if, lab.wan_if))
+    with open("/etc/config/firewall", "w") as f:
+        f.write(FIREWALL)
+    sh("fw4", "start")
+    yield
+    sh("fw4", "stop", check=False)
+    for path, text in saved.items():
+        if text is None:
+            os.unlink(path)
+        else:
+            with open(path, "w") as f:
+                f.write(text)
+
+
+def _chain(name):
+    return sh("nft", "list", "chain", "inet", "fw4", name, check=False).stdout
+
+
+def test_fw4_include_follows_a_wan_zone_named_otherwise(lab, fw4_uci, alg):
+    # enabling ran `sipalg firewall sync`: an include for the zone wan0 is in, and fw4 reloaded
+    assert sh("uci", "get", "firewall.sipalg_fwd_internet.chain").stdout.strip() == "forward_internet"
+    assert sh("uci", "get", "firewall.sipalg_fwd_internet.position").stdout.strip() == "chain-prepend"
+    assert "!sipalg" in _chain("forward_internet").splitlines()[2], _chain("forward_internet")   # first in it
+    assert "forward_wan" not in sh("nft", "list", "table", "inet", "fw4").stdout
+    # and it works: media DNAT'd to the phone passes forward_internet (policy drop), nothing else does
+    offer, reaches = _lab("test_fw4", "_offer"), _lab("test_fw4", "_rtp_reaches_phone")
+    port = offer(lab, b"vm-zone-1")
+    got = reaches(lab, port)
+    assert got is not None and got[0] == (SERVER, 20000)
+    assert reaches(lab, 7777 if port != 7777 else 7779) is None
+    # after each fw4 reload its script include tells the running daemon (a HUP)
+    sh("fw4", "reload")
+    deadline = time.monotonic() + 20 * SLOW
+    while "config reloaded" not in alg.log():
+        assert time.monotonic() < deadline, alg.log()[-3000:]
+        time.sleep(0.2)
+    assert "!sipalg" in _chain("forward_internet")
+
+
+def _zone_lan():
+    return sorted(l for l in sh("uci", "show", "firewall.@zone[0]").stdout.splitlines())
+
+
+def test_kernel_sip_helper_off_while_enabled_and_restored(lab, fw4_uci):
+    sh("modprobe", "-a", "nf_conntrack_sip", "nf_conntrack_ftp")
+    sh("fw4", "reload")                                      # fw4 now counts them available
+    assert 'ct helper set "sip"' in _chain("helper_lan") and 'ct helper set "ftp"' in _chain("helper_lan")
+    before = _zone_lan()
+    a = ServiceAlg(lab).enable()                             # the shipped disable_kernel_helper '1'
+    try:
+        helper_lan = _chain("helper_lan")
+        assert 'ct helper set "ftp"' in helper_lan and "sip" not in helper_lan, helper_lan
+        assert sh("uci", "get", "firewall.@zone[0].auto_helper").stdout.strip() == "0"
+        st = a.status()
+        assert st["kernel_helper"] == {"present": True, "builtin": False, "attached": []}, st["kernel_helper"]
+    finally:
+        a.disable()                                          # enabled '0': the zone as it was, fw4 reloaded
+    assert _zone_lan() == before
+    assert 'ct helper set "sip"' in _chain("helper_lan")
+    assert "sipalg_helper" not in sh("uci", "show", "firewall").stdout
+
+
+def test_the_daemon_runs_without_full_root_and_logs_each_line_once(lab, alg):
+    from alg import privileges
+    import pwd
+    st = privileges.status(str(alg.pid))
+    uid = str(pwd.getpwnam("sipalg").pw_uid)
+    assert st["Uid"].split() == [uid] * 4, st
+    for k in ("CapEff", "CapPrm", "CapBnd", "CapAmb"):
+        assert st[k] == "%016x" % privileges.mask(privileges.KEEP), (k, st)
+    src, payload = options_through(lab, "vm-priv-1")
+    assert b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload
+    # every table gone: put back by the unprivileged daemon (nft -f with its ambient capabilities)
+    sh("nft", "flush", "ruleset")
+    deadline = time.monotonic() + 10
+    while "sipalg" not in sh("nft", "list", "tables").stdout:
+        assert time.monotonic() < deadline, alg.log()[-3000:]
+        time.sleep(0.2)
+    alg.assert_nft_queue()
+    time.sleep(0.5 * SLOW)
+    src, payload = options_through(lab, "vm-priv-2")
+    assert b"Via: SIP/2.0/UDP %s:5060;" % ROUTER_WAN.encode() in payload
+    # a reload procd's way: the config changed, so procd sends reload_signal (HUP), and the unprivileged
+    # daemon re-reads the copy the init script made of /etc/config/sipalg (root's, 0600)
+    pid = alg.pid
+    uci_set(limit_calls=999)
+    sh(INIT, "reload")
+    deadline = time.monotonic() + 20 * SLOW
+    while "config reloaded: sipalg.main.limit_calls" not in alg.log():
+        assert time.monotonic() < deadline, alg.log()[-3000:]
+        time.sleep(0.2)
+    assert json.loads(sh("sipalg", "status", "--json").stdout)["pid"] == pid          # not restarted
+    # logread: each line once, from syslog with its priority; procd's capture holds none of them
+    mine = [l for l in sh("logread").stdout.splitlines() if "sipalg[%d]:" % alg.pid in l]
+    assert len([l for l in mine if ": running: wan" in l]) == 1, mine
+    assert len([l for l in mine if "privileges: now user sipalg" in l]) == 1, mine
+    assert len([l for l in mine if "was removed from the kernel: re-installed" in l]) == 1, mine
+    assert any("daemon.info" in l for l in mine) and any("daemon.warn" in l for l in mine), mine
+    with open("/var/log/sipalg.log", errors="replace") as f:
+        assert "running: wan" not in f.read()

@@ -22,7 +22,8 @@ VM_MARKER = "/etc/sipalg-qemu-vm"
 INIT = "/etc/init.d/sipalg"
 DAEMON = "/usr/sbin/sipalg"
 STATUS = "/var/run/sipalg/status.json"
-LOG = "/var/log/sipalg.log"             # the procd emulation's stand-in for logd
+LOG = "/var/log/messages"               # busybox syslogd, the VM's logd: the daemon logs there (--syslog)
+CAPTURE = "/var/log/sipalg.log"         # what procd captured of its stderr (the emulation's file)
 FALLBACK_MARK = "0x5a1a0001"            # alg.kernel.nftables.MARK: the iptables NFQUEUE fallback
 
 
@@ -68,6 +69,7 @@ class ServiceAlg:
         self.pid = None
         self.killed = False
         self.log_start = os.path.getsize(LOG) if os.path.exists(LOG) else 0
+        self.capture_start = os.path.getsize(CAPTURE) if os.path.exists(CAPTURE) else 0
 
     # switching it on and off the way a user does
     def enable(self, reload: str = "init") -> "ServiceAlg":
@@ -141,12 +143,16 @@ class ServiceAlg:
         return json.loads(sh("sipalg", "status", "--json").stdout)
 
     def log(self) -> str:
-        try:
-            with open(LOG, errors="replace") as f:
-                f.seek(self.log_start)
-                return f.read()
-        except OSError:
-            return ""
+        """Its syslog lines since this object was made (and, after them, anything procd captured)."""
+        out = []
+        for path, start in ((LOG, self.log_start), (CAPTURE, self.capture_start)):
+            try:
+                with open(path, errors="replace") as f:
+                    f.seek(start)
+                    out.append(f.read())
+            except OSError:
+                pass
+        return "".join(out)
 
     def kernel_table(self) -> dict:
         return kernel_table(self.lab, self.table)

@@ -37,12 +37,15 @@ class Alg:
 
     def __init__(self, lab: Lab, logdir: str, *extra: str, table: str = "sipalg",
                  env: Optional[Dict[str, str]] = None, config: Optional[str] = None,
-                 python_args: Optional[List[str]] = None):
+                 python_args: Optional[List[str]] = None, python: Optional[str] = None,
+                 state_dir: Optional[str] = None):
         """config: a uci file that alone says everything (no --wan-if/--lan-if/--log-level flags),
-        so a reload can change any option; else those come as flags."""
+        so a reload can change any option; else those come as flags.  python: the interpreter (one
+        whose library an unprivileged user can read, for --user); state_dir: instead of LOGDIR/state."""
         self.lab = lab
         self.env = dict(env or {})                         # e.g. SIPALG_QUEUE_BACKEND=netlink
-        self.state_dir = os.path.join(logdir, "state")
+        self.python = python or sys.executable
+        self.state_dir = state_dir or os.path.join(logdir, "state")
         self.log_path = os.path.join(logdir, "sipalg.log")
         if config is None:
             self.args = ["--wan-if", lab.wan_if, "--lan-if", lab.lan_if, "--state-dir", self.state_dir,
@@ -63,7 +66,7 @@ class Alg:
         status = os.path.join(self.state_dir, "status.json")
         if os.path.exists(status):
             os.unlink(status)
-        self.proc = self.lab.popen(self.lab.rtr, sys.executable, *self.python_args, "run", *self.args,
+        self.proc = self.lab.popen(self.lab.rtr, self.python, *self.python_args, "run", *self.args,
                                    stdout=log, stderr=log, env=dict(_env(), **self.env), cwd=ROOT)
         deadline = time.monotonic() + wait
         while not os.path.exists(status):

@@ -140,7 +140,72 @@ _pkg_filelist() {
 	fi
 }
 
-add_group_and_user() { return 0; }
+# Require-User (USERID in the package Makefile) as OpenWrt's functions.sh reads it:
+# "user[=uid]:group[=gid]" tuples; a missing id is the first free one from 32768.
+group_exists() { grep -qs "^${1}:" "${IPKG_INSTROOT}/etc/group"; }
+user_exists() { grep -qs "^${1}:" "${IPKG_INSTROOT}/etc/passwd"; }
+
+group_add() {
+	[ -f "${IPKG_INSTROOT}/etc/group" ] || return 1
+	echo "${1}:x:${2}:" >> "${IPKG_INSTROOT}/etc/group"
+}
+
+group_add_next() {
+	local gid gids
+	gid=$(grep -s "^${1}:" "${IPKG_INSTROOT}/etc/group" | cut -d: -f3)
+	if [ -n "$gid" ]; then
+		echo "$gid"
+		return
+	fi
+	gids=$(cut -d: -f3 "${IPKG_INSTROOT}/etc/group" 2>/dev/null)
+	gid=32768
+	while echo "$gids" | grep -q "^$gid$"; do
+		gid=$((gid + 1))
+	done
+	group_add "$1" "$gid"
+	echo "$gid"
+}
+
+user_add() {
+	local name="$1" uid="$2" gid="$3" uids
+	[ -f "${IPKG_INSTROOT}/etc/passwd" ] || return 1
+	if [ -z "$uid" ]; then
+		uids=$(cut -d: -f3 "${IPKG_INSTROOT}/etc/passwd")
+		uid=32768
+		while echo "$uids" | grep -q "^$uid$"; do
+			uid=$((uid + 1))
+		done
+	fi
+	[ -z "$gid" ] && gid=$uid
+	echo "${name}:x:${uid}:${gid}:${name}:/var/run/${name}:/bin/false" >> "${IPKG_INSTROOT}/etc/passwd"
+	[ -f "${IPKG_INSTROOT}/etc/shadow" ] && echo "${name}:*:0:0:99999:7:::" >> "${IPKG_INSTROOT}/etc/shadow"
+	return 0
+}
+
+add_group_and_user() {
+	local rusers tuple uid gid uname gname oIFS="$IFS"
+	rusers="$(sed -ne 's/^Require-User: *//p' "${IPKG_INSTROOT}/usr/lib/opkg/info/${pkgname}.control" 2>/dev/null)"
+	[ -f "${IPKG_INSTROOT}/lib/apk/packages/${pkgname}.rusers" ] && \
+		rusers="$(cat "${IPKG_INSTROOT}/lib/apk/packages/${pkgname}.rusers")"
+	for tuple in $rusers; do
+		IFS=":"
+		# shellcheck disable=SC2086
+		set -- $tuple; uname="$1"; gname="$2"
+		IFS="="
+		# shellcheck disable=SC2086
+		set -- $uname; uname="$1"; uid="$2"
+		# shellcheck disable=SC2086
+		set -- $gname; gname="$1"; gid="$2"
+		IFS="$oIFS"
+		if [ -n "$gname" ] && [ -n "$gid" ]; then
+			group_exists "$gname" || group_add "$gname" "$gid"
+		elif [ -n "$gname" ]; then
+			gid="$(group_add_next "$gname")"
+		fi
+		[ -n "$uname" ] && { user_exists "$uname" || user_add "$uname" "$uid" "$gid"; }
+	done
+	return 0
+}
 
 default_postinst() {
 	local root="$IPKG_INSTROOT" name ret=0 i
@@ -148,6 +213,7 @@ default_postinst() {
 	local filelist
 	filelist="$(_pkg_filelist "$name")"
 	local pkgname="$name"
+	[ -e "$root/usr/lib/opkg/info/${pkgname}.list" ] && add_group_and_user
 	if [ -e "$root/usr/lib/opkg/info/${pkgname}.postinst-pkg" ]; then
 		( . "$root/usr/lib/opkg/info/${pkgname}.postinst-pkg" )
 		ret=$?

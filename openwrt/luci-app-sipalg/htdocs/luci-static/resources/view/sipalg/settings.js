@@ -151,9 +151,9 @@ return view.extend({
 		o.default = 'info';
 
 		o = s.option(form.Value, 'queue_num', _('NFQUEUE number'),
-			_('The netfilter queue SIP is handed over on; change it only if another program uses queue 0.'));
+			_('The netfilter queue SIP is handed over on; it must be one no other program uses (etherwake-nfqueue takes 0).'));
 		o.datatype = 'range(0,65535)';
-		o.placeholder = '0';
+		o.placeholder = '5060';
 
 		o = s.option(form.ListValue, 'inbound_sip', _('Incoming SIP from'),
 			_('<strong>peers</strong> (recommended): a registered phone can be reached only by the servers it sent SIP to ' +

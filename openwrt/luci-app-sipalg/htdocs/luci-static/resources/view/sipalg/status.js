@@ -65,6 +65,19 @@ function list(x) {
 	return Array.isArray(x) ? x : [];
 }
 
+// The kernel's own SIP helper (nf_conntrack_sip): present when loaded or built in (what fw4
+// calls available), attached when a rule sets it (which would rewrite SIP a second time).
+function kernelHelper(kh) {
+	if (!kh || typeof(kh) != 'object')
+		return _('unknown');
+	if (list(kh.attached).length)
+		return E('strong', { 'style': 'color:red' },
+			_('attached by %s').format(list(kh.attached).map(esc).join(', ')));
+	if (!kh.present)
+		return _('not on this router');
+	return kh.builtin ? _('built into the kernel, not attached') : _('loaded, not attached');
+}
+
 return view.extend({
 	load: function() {
 		return fetchStatus();
@@ -96,6 +109,7 @@ return view.extend({
 				[ _('WAN interface'), '%h (%h)'.format(st.wan_if, st.wan_ip || _('no address')) ],
 				[ _('LAN interface'), esc(st.lan_if) ],
 				[ _('Packet queue'), st.queue_backend ? '%h, %h'.format(st.queue, st.queue_backend) : esc(st.queue) ],
+				[ _('Kernel SIP helper'), kernelHelper(st.kernel_helper) ],
 				[ _('LEDs'), leds.length ? leds.join(', ') : _('none') ]
 			);
 		}
