@@ -276,6 +276,9 @@ class Daemon:
                                    inbound_sip=s.inbound_sip, sip_peers=s.sip_peer, wan_sip_rate=s.wan_sip_rate)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
             self.offload.sweep(s.sip_port)
+            if any(o.name in ("inbound_sip", "sip_peer") for o in changed):
+                n = self.hygiene.readmit(self.wan_ip, self.engine.bindings())
+                log.info("conntrack: %d inbound SIP flows forgotten (who may reach the bindings changed)", n)
         if moved_wan:
             self._follow_wan(now)
         if queue is not None:
@@ -396,14 +399,19 @@ class Daemon:
         if b is not None and b.kind != "sip":
             self.counters["media_queued"] += 1
         res = self.engine.handle(direction, src, dst, d.payload, now)
+        later = None
         if res.actions:
-            self._carry_out(res.actions, now)       # before the verdict: the packet's own NAT may need them
+            first, later = A.split_at_verdict(res.actions)
+            if first:
+                self._carry_out(first, now)         # before the verdict: the datagram's own NAT needs them
         if res.verdict == DROP:
             verdict(None, False)
         elif res.payload is not None:
             verdict(with_payload(packet, res.payload, d), True)
         else:
             verdict(None, True)
+        if later:
+            self._carry_out(later, now)             # refreshes and closes: nothing the datagram waited for
         if log.isEnabledFor(logging.DEBUG):             # the log after the verdict: it costs the packet nothing
             log.debug("%s %s:%d -> %s:%d %s: %s", direction, src[0], src[1], dst[0], dst[1], res.status,
                       res.reason)

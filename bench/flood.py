@@ -228,6 +228,7 @@ class FloodLab:
         sink_p.stdout.readline()
         time.sleep(1.2)                                 # a status written since start or registration
         k0, st0, q0 = queued_by_kernel(lab), router.status().get("counters", {}), queue_state(lab) or {}
+        st_totals0 = router.status().get("totals", {})
         ct0 = conntrack_drops(lab)
         sampler = Sampler(router)
         sampler.start()
@@ -249,6 +250,7 @@ class FloodLab:
         sampler.join()
         out, _ = sink_p.communicate(b"end\n", timeout=30)
         got = json.loads(out)
+        settled = self._settle(router, st_totals0) if self.args.settle else None
         c = router.status().get("counters", {})
         k1 = queued_by_kernel(lab)
         saw = (c.get("queued", 0) + c.get("not_udp", 0)) - (st0.get("queued", 0) + st0.get("not_udp", 0))
@@ -258,8 +260,22 @@ class FloodLab:
                 "unseen": max(0, (k1 - k0) - saw), "cpu": sampler.cpu, "rss": sampler.rss,
                 "kernel_dropped": sum(q1.get(k, 0) - q0.get(k, 0) for k in ("dropped", "user_dropped")),
                 "conntrack": {k: v - ct0[k] for k, v in conntrack_drops(lab).items()},
-                "legit": legit, "refusals": describe_refusals([router]),
+                "legit": legit, "refusals": describe_refusals([router]), "settled": settled,
                 "queue_counters": router.status().get("queue_counters", {})}
+
+    def _settle(self, router: Router, before: dict) -> dict:
+        """Wait (up to --settle s) until what the daemon holds is back to what it held before the
+        flood (the flood's bindings, calls and transactions expired); its RSS then."""
+        t0 = time.monotonic()
+        deadline = t0 + self.args.settle
+        while time.monotonic() < deadline:
+            now = router.status().get("totals", {})
+            if all(now.get(k, 0) <= before.get(k, 0) for k in ("registrations", "calls", "bindings", "pinholes")):
+                break
+            time.sleep(1.0)
+        time.sleep(2.0)                                 # a pass of the expiry timers and a GC behind it
+        return {"after_s": time.monotonic() - t0, "rss": router.rss_kb() or 0,
+                "totals": router.status().get("totals", {})}
 
     def _register_phone(self, router: Router, d: str) -> tuple:
         """Phone 1 registers as alice with kamailio from 5060; its WAN mapping as the daemon holds it."""
@@ -313,6 +329,9 @@ def main() -> int:
     ap.add_argument("--kinds", default=",".join(KINDS), help="of " + ", ".join(KINDS))
     ap.add_argument("--backends", default="netlink", help="queue backends, netlink and/or binding (default netlink)")
     add_daemon_options(ap)
+    ap.add_argument("--settle", type=float, default=0.0,
+                    help="after each flood wait up to this many seconds for what it made to expire, then read "
+                         "the RSS again (default 0: not measured)")
     ap.add_argument("--quick", action="store_true", help="every kind at 1000/s for 1 s: a smoke run")
     ap.add_argument("--gen", help=argparse.SUPPRESS)
     ap.add_argument("--sink", help=argparse.SUPPRESS)
@@ -394,6 +413,10 @@ def report(results, args, elapsed) -> None:
                          "one held fails the insert and is dropped)" % r["conntrack"])
         if r["killed"]:
             extra.append("the daemon did not stop within 10 s of SIGTERM and was killed")
+        if r.get("settled"):
+            st = r["settled"]
+            extra.append("RSS %.1f MB %.0f s after the flood (%s)" % (
+                st["rss"] / 1024.0, st["after_s"], ", ".join("%s %s" % kv for kv in sorted(st["totals"].items()))))
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}
         if q:
             extra.append("queue counters %s" % q)

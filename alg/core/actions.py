@@ -40,3 +40,30 @@ class Action:
             return "<%s %s:%d -> %s:%d %d bytes>" % (
                 self.kind, self.src[0], self.src[1], self.dst[0], self.dst[1], len(self.payload))
         return "<%s %r>" % (self.kind, self.binding)
+
+
+def split_at_verdict(actions):
+    """(before, after): the actions the datagram's verdict waits for, and those that may follow it.
+
+    A refresh only moves expiries and a close only ends what this datagram no longer needs, so
+    neither is needed for the datagram itself to cross; writing them after its verdict takes
+    their cost off its latency.  Opens, moves (a new peer or far end) and sends stay before.  A
+    binding that any action kept before also touches keeps all its actions before, in order, so
+    each binding's writes still reach the kernel in the order the engine made them."""
+    touched = set()
+    for a in actions:
+        if a.kind != REFRESH and a.kind != CLOSE and a.binding is not None:
+            touched.add(a.binding.lan)
+            touched.add(a.binding.wan)
+            if a.old is not None:
+                touched.add(a.old.lan)
+                touched.add(a.old.wan)
+    before, after = [], []
+    for a in actions:
+        b = a.binding
+        if (a.kind == REFRESH or a.kind == CLOSE) and b is not None and b.lan not in touched \
+                and b.wan not in touched:
+            after.append(a)
+        else:
+            before.append(a)
+    return before, after

@@ -12,6 +12,11 @@ audio.  So the entries an action makes stale are deleted over ctnetlink
           and when anyone was admitted before (media_from 'any'), every flow
           from anyone but the new far end
   close   the binding's flows, both ways
+  readmit who may reach the bindings changed (a reload of inbound_sip or
+          sip_peer): the flows to their WAN ports but their own peers'
+          go, since NAT is chosen on a flow's first packet: a refused
+          host's flow ended at the router itself and would stay so once
+          admitted, and a host no longer admitted would keep its DNAT
 
 A flow whose two tuples are known (the phone's own ip:port and the far end
 its SDP named) is deleted by its tuple: one hash lookup in the kernel.
@@ -119,6 +124,22 @@ class Hygiene:
                 return
         self.deleted += ct.delete_flows(reply=Match(dst=wan_ip, dport=port))
         self.deleted += ct.delete_flows(orig=Match(dst=wan_ip, dport=port))
+
+    def readmit(self, wan_ip: Optional[str], bindings: Iterable) -> int:
+        """Who may reach the signalling bindings changed: forget every flow to their WAN ports but a
+        binding's own peers' DNATed ones.  A refused host's flow ended at the router (un-DNATed) and
+        would stay so once admitted; a host no longer admitted would keep its DNATed flow.  A host
+        still admitted just starts a new flow with its next datagram."""
+        if wan_ip is None:
+            return 0
+        peers = {b.wan[1]: set(b.peers) for b in bindings if b.kind == SIP}
+
+        def keep(f) -> bool:
+            port = f.orig.dport
+            return port not in peers or (f.reply.src != wan_ip and f.orig.src in peers[port])
+        n = self.ct.delete_flows(orig=Match(dst=wan_ip), keep=keep)
+        self.deleted += n
+        return n
 
     def renumbered(self, old_wan: str) -> int:
         """The WAN address changed: flows NATed to the old one would keep it; let them start afresh."""

@@ -28,7 +28,8 @@ def _voip_vlan(lab):
     sh(["ip", "netns", "add", ns])
     lab.namespaces.append(ns)                         # removed with the lab
     lab.run(ns, "ip", "link", "set", "lo", "up")
-    sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "voip0", "netns", lab.rtr])
+    in_r = ["netns", lab.rtr] if lab.rtr else []        # the VM's router is the VM itself
+    sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", "voip0"] + in_r)
     lab.run(lab.rtr, "ip", "addr", "add", "10.0.9.1/24", "dev", "voip0")
     lab.run(lab.rtr, "ip", "link", "set", "voip0", "up")
     lab.run(ns, "ip", "addr", "add", VOIP_PHONE + "/24", "dev", "eth0")

@@ -262,3 +262,115 @@ def test_a_bad_value_on_reload_keeps_the_old_config_and_the_daemon(lab, logdir, 
         assert "Traceback" not in a.log()
     finally:
         a.stop()
+
+
+STRANGER, OTHER = "203.0.113.66", "203.0.113.67"        # internet hosts the phone never talked to
+
+
+def _inbound_reaches(lab, src, n):
+    """Does an OPTIONS from src to the router's WAN 5060 reach phone 1?"""
+    rx = recv_udp(lab, lab.ph1, (PHONES[0], 5060), timeout=1.5)
+    time.sleep(0.2)
+    send_udp(lab, lab.wan, (src, 5070), (ROUTER_WAN, 5060),
+             (b"OPTIONS sip:a@203.0.113.1 SIP/2.0\r\nVia: SIP/2.0/UDP %s:5070;branch=z9hG4bKi%d\r\n"
+              b"From: <sip:x@%s>;tag=x\r\nTo: <sip:a@203.0.113.1>\r\nCall-ID: in%d\r\nCSeq: 1 OPTIONS\r\n"
+              b"Content-Length: 0\r\n\r\n") % (src.encode(), n, src.encode(), n))
+    return received(rx) is not None
+
+
+def test_exclude_changed_by_reload(lab, logdir, cfg):
+    a = started(lab, logdir, cfg)
+    try:
+        assert rewritten(options_from(lab, phone=1, n=1))
+        cfg(exclude=[PHONES[1]])
+        a.reload()
+        got = options_from(lab, phone=1, n=2)
+        assert got is not None and got[1] == OPTIONS % (3, 5060, 2, 3, 2, 3, 5060)      # as it came
+        assert rewritten(options_from(lab, phone=0, n=3))                            # the others still
+        cfg(exclude=[])
+        a.reload()
+        assert rewritten(options_from(lab, phone=1, n=4))
+    finally:
+        a.stop()
+
+
+def test_inbound_sip_and_sip_peer_changed_by_reload(lab, logdir, cfg):
+    for ip in (STRANGER, OTHER):
+        lab.run(lab.wan, "ip", "addr", "add", ip + "/32", "dev", "eth0")
+    a = started(lab, logdir, cfg)
+    try:
+        assert rewritten(options_from(lab, n=1))            # phone 1's binding; its one peer: the server
+        assert _inbound_reaches(lab, SERVER, 1)
+        assert not _inbound_reaches(lab, STRANGER, 2)
+        cfg(sip_peer=[STRANGER])
+        a.reload()
+        assert _inbound_reaches(lab, STRANGER, 3)          # its refused flow (ended at the router) forgotten
+        assert not _inbound_reaches(lab, OTHER, 4)
+        cfg(sip_peer=[STRANGER], inbound_sip="any")
+        a.reload()
+        assert _inbound_reaches(lab, OTHER, 5)
+        cfg()
+        a.reload()
+        assert not _inbound_reaches(lab, OTHER, 6) and not _inbound_reaches(lab, STRANGER, 7)   # flows gone
+        assert _inbound_reaches(lab, SERVER, 8)                                                 # the peer's kept
+    finally:
+        a.stop()
+
+
+def _invite(call_id, rtp):
+    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n"
+           % rtp).encode()
+    return (("INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
+             "From: <sip:a@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
+             "Contact: <sip:a@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n")
+            % (call_id, call_id, len(sdp))).encode() + sdp
+
+
+def _pinhole_admits_a_stranger(lab, call_id, rtp):
+    """A new call's pinhole, before the answer: does RTP from a stranger reach the phone?"""
+    rx = recv_udp(lab, lab.wan, (SERVER, 5060))
+    time.sleep(0.2)
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), _invite(call_id, rtp))
+    got = received(rx)
+    wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
+    rx = recv_udp(lab, lab.ph1, (PHONES[0], rtp), timeout=1.5)
+    time.sleep(0.2)
+    send_udp(lab, lab.wan, (STRANGER, 30000), (ROUTER_WAN, wan_port), b"\x80\x00\x00\x01" + b"\x00" * 40)
+    return received(rx) is not None
+
+
+def test_media_from_changed_by_reload(lab, logdir, cfg):
+    lab.run(lab.wan, "ip", "addr", "add", STRANGER + "/32", "dev", "eth0")
+    a = started(lab, logdir, cfg)
+    try:
+        assert not _pinhole_admits_a_stranger(lab, "mf1", 6000)
+        cfg(media_from="any")
+        a.reload()
+        assert _pinhole_admits_a_stranger(lab, "mf2", 6010)              # new pinholes: anyone before the answer
+        cfg(media_from="sdp")
+        a.reload()
+        assert not _pinhole_admits_a_stranger(lab, "mf3", 6020)
+    finally:
+        a.stop()
+
+
+def test_wan_sip_rate_changed_by_reload(lab, logdir, cfg):
+    a = started(lab, logdir, cfg)
+    try:
+        def rate():
+            t = lab.run(lab.rtr, "nft", "list", "table", "ip", "sipalg").stdout.decode()
+            m = re.search(r"limit rate over (\d+)/second", t)
+            return int(m.group(1)) if m else None
+        assert rate() == 200
+        assert rewritten(options_from(lab, n=1))
+        cfg(wan_sip_rate="5")
+        a.reload()
+        assert rate() == 5
+        assert rewritten(options_from(lab, n=2))                     # the table rebuilt, the binding kept
+        assert _inbound_reaches(lab, SERVER, 8)
+        cfg(wan_sip_rate="0")
+        a.reload()
+        assert rate() is None
+        assert _inbound_reaches(lab, SERVER, 9)
+    finally:
+        a.stop()

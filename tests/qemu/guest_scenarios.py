@@ -14,6 +14,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 import time
 
@@ -500,3 +501,33 @@ def test_the_daemon_runs_without_full_root_and_logs_each_line_once(lab, alg):
     assert any("daemon.info" in l for l in mine) and any("daemon.warn" in l for l in mine), mine
     with open("/var/log/sipalg.log", errors="replace") as f:
         assert "running: wan" not in f.read()
+
+
+def test_a_second_lan_interface_and_an_excluded_host_by_uci(lab):
+    """list lan_if with a VoIP VLAN beside br0, list exclude for a host: set with uci, the service's way."""
+    ph3 = _lab("test_lans", "_voip_vlan")(lab)
+    through, voip_phone = _lab("test_lans", "_through"), _lab("test_lans", "VOIP_PHONE")
+    script = ("set sipalg.main.wan_if=%s\ndelete sipalg.main.lan_if\nadd_list sipalg.main.lan_if=%s\n"
+              "add_list sipalg.main.lan_if=voip0\ndelete sipalg.main.exclude\nadd_list sipalg.main.exclude=%s\n"
+              "set sipalg.main.log_level=debug\nset sipalg.main.enabled=1\ncommit sipalg\n"
+              % (lab.wan_if, lab.lan_if, PHONES[1]))
+    subprocess.run(["uci", "batch"], input=script, text=True, check=True)
+    a = ServiceAlg(lab)
+    sh(INIT, "reload")
+    a.wait_running()
+    try:
+        alg_rules = sh("nft", "list", "table", "ip", "sipalg").stdout
+        assert '{ "br0", "voip0" }' in alg_rules, alg_rules
+        for ns, ip, n in ((lab.ph1, PHONES[0], "vm-a"), (ph3, voip_phone, "vm-b")):
+            sent, got = through(lab, ns, ip, n)
+            assert got is not None and b"Via: SIP/2.0/UDP %s:" % ROUTER_WAN.encode() in got[1], (ip, a.log()[-2000:])
+        sent, got = through(lab, lab.ph2, PHONES[1], "vm-c")          # the excluded host: as it came
+        assert got is not None and got[1] == sent
+        time.sleep(1.5 * SLOW)                                          # the status written since
+        st = a.status()
+        assert st["counters"]["excluded"] == 1, st["counters"]
+        assert sorted(b["lan"] for b in st["bindings"]) == ["10.0.0.2:5060", "10.0.9.2:5060"]
+    finally:
+        a.disable()
+        subprocess.run(["uci", "batch"], input="delete sipalg.main.exclude\ndelete sipalg.main.lan_if\n"
+                       "set sipalg.main.lan_if=%s\ncommit sipalg\n" % lab.lan_if, text=True, check=True)
