@@ -424,6 +424,8 @@ class Daemon:
         for ev in events:
             if isinstance(ev, E.Refused):
                 self._refusal(ev, prefix)
+            elif isinstance(ev, E.InternalError):
+                log.warning("%s%s", prefix, ev.describe())
             elif isinstance(ev, INFO_EVENTS):
                 log.info("%s%s", prefix, ev.describe())
             elif log.isEnabledFor(logging.DEBUG):

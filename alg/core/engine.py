@@ -39,7 +39,7 @@ from .mapping import AddressMap, signalling_binding
 from .transactions import Transactions, EXPIRY as TRANSACTION_EXPIRY
 from .registrations import Registrations, PENDING, EXPIRY as REGISTRATION_EXPIRY
 from .dialogs import Dialogs, to_tag, EXPIRY as CALL_EXPIRY
-from .events import KeepaliveAnswered, Malformed, Refused
+from .events import InternalError, KeepaliveAnswered, Malformed, Refused
 from .policy import PEERS, SPOOFED
 
 __all__ = ("Engine", "OUT", "IN", "ACCEPT", "DROP", "STATUSES", "Result", "Outcome")
@@ -125,7 +125,7 @@ class Engine:
             ctx = self._ctx
             res = Result(status=MALFORMED, reason="not rewritten: " + why,
                          actions=ctx.actions if ctx is not None else None,
-                         events=(ctx.events if ctx is not None else []) + [Malformed(why)])
+                         events=(ctx.events if ctx is not None else []) + [InternalError(why)])
         self._ctx = None
         self.counters[res.status] += 1
         return res

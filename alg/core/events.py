@@ -256,3 +256,11 @@ class Malformed(Event):
 
     def describe(self):
         return "malformed, passed as is: %s" % self.reason
+
+
+class InternalError(Malformed):
+    """The engine itself failed on this message (a bug): passed as it came, what it had
+    recorded before the fault still carried out, so kernel and engine agree."""
+
+    __slots__ = ()
+    name = "internal-error"

@@ -1,9 +1,14 @@
 """Odd bytes on the wire: folded Content-Length, non-UTF-8 in what the engine writes down."""
 from alg.core.engine import Engine, OUT, IN
+from alg.core.events import InternalError
 from alg.core.config import Config
 from alg.core.message import parse_message
 from alg.core.result import Result
 from sipmsgs import PHONE, SERVER, WAN, WAN_IP, invite, register
+
+
+def crashed(r):
+    return any(isinstance(e, InternalError) for e in r.events)
 
 
 def engine():
@@ -50,7 +55,7 @@ def test_non_utf8_media_token_renders():
         b"\r\n\r\n" + body
     r = engine().handle(OUT, PHONE, SERVER, data, 1.0)
     assert r.status == "rewritten"
-    assert "internal error" not in r.reason and "\\xff" in r.reason
+    assert not crashed(r) and "\\xff" in r.reason
     for ev in r.events:
         ev.describe()
 
@@ -61,7 +66,7 @@ def test_non_utf8_call_id_and_headers_never_raise():
                      (b"Max-Forwards: 70", b"Max-Forwards: 7\xc3\x28"),
                      (b"From: \"Alice, A\"", b"From: \"Al\xe9ce\"")):
         r = e.handle(OUT, PHONE, SERVER, invite().replace(old, new), 1.0)
-        assert "internal error" not in r.reason, r.reason
+        assert not crashed(r), r.reason
         for ev in r.events:
             ev.describe()
 
@@ -75,4 +80,4 @@ def test_non_utf8_inbound_request_uri_never_raises():
            b"Call-ID: i1@203.0.113.10\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n")
     r = e.handle(IN, SERVER, WAN, inv, 2.0)
     assert r.status == "malformed" and r.payload is None      # not a URI byte (RFC 3261 25.1)
-    assert "internal error" not in r.reason and "Request-URI" in r.reason
+    assert not crashed(r) and "Request-URI" in r.reason
