@@ -507,8 +507,10 @@ def test_a_second_lan_interface_and_an_excluded_host_by_uci(lab):
     """list lan_if with a VoIP VLAN beside br0, list exclude for a host: set with uci, the service's way."""
     ph3 = _lab("test_lans", "_voip_vlan")(lab)
     through, voip_phone = _lab("test_lans", "_through"), _lab("test_lans", "VOIP_PHONE")
-    script = ("set sipalg.main.wan_if=%s\ndelete sipalg.main.lan_if\nadd_list sipalg.main.lan_if=%s\n"
-              "add_list sipalg.main.lan_if=voip0\ndelete sipalg.main.exclude\nadd_list sipalg.main.exclude=%s\n"
+    for opt in ("lan_if", "exclude"):                                   # as scripts do: -q, absent is fine
+        subprocess.run(["uci", "-q", "delete", "sipalg.main." + opt], check=False)
+    script = ("set sipalg.main.wan_if=%s\nadd_list sipalg.main.lan_if=%s\n"
+              "add_list sipalg.main.lan_if=voip0\nadd_list sipalg.main.exclude=%s\n"
               "set sipalg.main.log_level=debug\nset sipalg.main.enabled=1\ncommit sipalg\n"
               % (lab.wan_if, lab.lan_if, PHONES[1]))
     subprocess.run(["uci", "batch"], input=script, text=True, check=True)
@@ -529,5 +531,7 @@ def test_a_second_lan_interface_and_an_excluded_host_by_uci(lab):
         assert sorted(b["lan"] for b in st["bindings"]) == ["10.0.0.2:5060", "10.0.9.2:5060"]
     finally:
         a.disable()
-        subprocess.run(["uci", "batch"], input="delete sipalg.main.exclude\ndelete sipalg.main.lan_if\n"
-                       "set sipalg.main.lan_if=%s\ncommit sipalg\n" % lab.lan_if, text=True, check=True)
+        for opt in ("lan_if", "exclude"):
+            subprocess.run(["uci", "-q", "delete", "sipalg.main." + opt], check=False)
+        subprocess.run(["uci", "batch"], input="set sipalg.main.lan_if=%s\ncommit sipalg\n" % lab.lan_if,
+                       text=True, check=True)
