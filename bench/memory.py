@@ -145,8 +145,9 @@ class MemoryLab:
         st = self.router.status() or st
         size = os.path.getsize(os.path.join(self.router.alg.state_dir, "status.json"))
         c = st.get("counters", {})
-        return {"what": what, "rss": self.router.rss_kb(), "regs": len(st.get("registrations", [])),
-                "calls": len(st.get("calls", [])), "bindings": len(st.get("bindings", [])),
+        t = st.get("totals", {})                        # the lists hold only their first entries
+        return {"what": what, "rss": self.router.rss_kb(), "regs": t.get("registrations", 0),
+                "calls": t.get("calls", 0), "bindings": t.get("bindings", 0) + t.get("pinholes", 0),
                 "unchanged": c.get("unchanged", 0), "status_kb": size / 1024.0, "drove": drove}
 
 
