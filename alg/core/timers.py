@@ -19,7 +19,7 @@ else:
 class Timers:
     def __init__(self):
         self._heap = []          # [(when, seq, key)]
-        self._live = {}          # key -> (when, seq)
+        self._live = {}          # key -> its live heap entry (the same tuple: one per timer)
         self._seq = 0
 
     def __len__(self):
@@ -34,13 +34,13 @@ class Timers:
         seq = self._seq + 1
         self._seq = seq
         live = self._live
-        live[key] = (when, seq)
+        entry = live[key] = (when, seq, key)
         heap = self._heap
         if _heappush is not None:
-            _heappush(heap, (when, seq, key))
+            _heappush(heap, entry)
         else:
-            _push(heap, (when, seq, key))
-        if len(heap) > 2 * len(live) + 64:
+            _push(heap, entry)
+        if len(heap) > len(live) + (len(live) >> 1) + 64:      # stale entries cost memory: at most half
             self._rebuild()
 
     def cancel(self, key):
@@ -70,8 +70,7 @@ class Timers:
         live = self._live
         while heap:
             top = heap[0]
-            entry = live.get(top[2])
-            if entry is not None and entry[1] == top[1]:
+            if live.get(top[2]) is top:
                 return
             if _heappop is not None:
                 _heappop(heap)
@@ -79,11 +78,7 @@ class Timers:
                 _pop(heap)
 
     def _rebuild(self):
-        live = self._live
-        heap = []
-        for key in live:
-            when, seq = live[key]
-            heap.append((when, seq, key))
+        heap = list(self._live.values())
         if _heapify is not None:
             _heapify(heap)
         else:

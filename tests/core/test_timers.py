@@ -53,7 +53,7 @@ def test_many_against_model():
             for k in want:
                 del model[k]
         assert len(t) == len(model)
-    assert len(t._heap) <= 2 * len(t._live) + 65
+    assert len(t._heap) <= len(t._live) + (len(t._live) >> 1) + 65
     nd = t.next_deadline()
     assert nd == (min(model.values()) if model else None)
 
