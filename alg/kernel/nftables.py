@@ -368,32 +368,25 @@ class NftTable:
         return "media_peer", (b.wan[1], b.remote[0])
 
     def _open(self, batch, b: Binding, to: float) -> None:
-        port = b.wan[1]
-        batch.add("lan2wan", b.lan, port, to)
-        if b.kind == SIP:
-            batch.add("sip2lan", port, b.lan, to)
-            batch.add("sip_wanports", port, None, to)
-            for ip in b.peers:
-                batch.add("sip_peer", (port, ip), None, to)
-        else:
-            batch.add("media2lan", port, b.lan, to, b.tag)
-            gate = self._gate(b)
-            if gate is not None:
-                batch.add(gate[0], gate[1], None, to)
+        self._elements(batch.add, b, to)
 
     def _refresh(self, batch, b: Binding, to: float) -> None:
+        self._elements(batch.refresh, b, to)
+
+    def _elements(self, put, b: Binding, to: float) -> None:
+        """A binding's elements, each through put (a batch's add or refresh)."""
         port = b.wan[1]
-        batch.refresh("lan2wan", b.lan, port, to)
+        put("lan2wan", b.lan, port, to)
         if b.kind == SIP:
-            batch.refresh("sip2lan", port, b.lan, to)
-            batch.refresh("sip_wanports", port, None, to)
+            put("sip2lan", port, b.lan, to)
+            put("sip_wanports", port, None, to)
             for ip in b.peers:
-                batch.refresh("sip_peer", (port, ip), None, to)
+                put("sip_peer", (port, ip), None, to)
         else:
-            batch.refresh("media2lan", port, b.lan, to, b.tag)
+            put("media2lan", port, b.lan, to, b.tag)
             gate = self._gate(b)
             if gate is not None:
-                batch.refresh(gate[0], gate[1], None, to)
+                put(gate[0], gate[1], None, to)
 
     def _close(self, batch, b: Binding) -> None:
         port = b.wan[1]

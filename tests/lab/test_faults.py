@@ -7,6 +7,7 @@ import time
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
 from tests.support.lab.peers import Alg, Kamailio, Sipp, recv_udp, received, send_udp
+from tests.support.lab.messages import invite
 from tests.support.need import need_tools
 
 SRV = (SERVER, 5060)
@@ -95,20 +96,11 @@ FAULTY = ("import alg.core.dialogs as d\n"
           "import sys; from alg.cli import main; sys.exit(main(sys.argv[1:]))\n")
 
 
-def _invite(call_id, rtp):
-    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n"
-           % rtp).encode()
-    return (("INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
-             "From: <sip:a@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
-             "Contact: <sip:a@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n")
-            % (call_id, call_id, len(sdp))).encode() + sdp
-
-
 def test_a_fault_inside_the_engine_then_an_invite_gets_its_pinholes(lab, logdir):
     alg = Alg(lab, logdir, python_args=["-c", FAULTY]).start()
     try:
         rx = recv_udp(lab, lab.wan, SRV)
-        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite("boom1", 6000))
+        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, invite("boom1", 6000))
         got = received(rx)
         assert got is not None and b"c=IN IP4 10.0.0.2" in got[1]          # passed as it came
         t = alg.kernel_table()
@@ -116,7 +108,7 @@ def test_a_fault_inside_the_engine_then_an_invite_gets_its_pinholes(lab, logdir)
         held = sorted(int(b["lan"].split(":")[1]) for b in alg.status()["bindings"] if b["kind"] != "sip")
         assert kernel == held                                               # engine and kernel agree
         rx = recv_udp(lab, lab.wan, SRV)
-        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite("fine2", 6010))
+        send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, invite("fine2", 6010))
         got = received(rx)
         assert got is not None and b"c=IN IP4 %s" % ROUTER_WAN.encode() in got[1]
         ports = sorted(e[1]["concat"][1] for e in alg.kernel_table()["media2lan"])

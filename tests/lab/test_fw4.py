@@ -7,19 +7,11 @@ from tests.support import ROOT
 from tests.support.fw4 import fw4_ruleset
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
 from tests.support.lab.peers import Alg, recv_udp, received, send_udp
+from tests.support.lab.messages import invite
 
 
 INCLUDE = os.path.join(ROOT, "openwrt", "sipalg", "files", "forward-pinholes.nft")
 SRV = (SERVER, 5060)
-
-
-def _invite(call_id, rtp_port):
-    sdp = (b"v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\n"
-           b"m=audio %d RTP/AVP 0\r\n" % rtp_port)
-    return (b"INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
-            b"From: <sip:alice@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\n"
-            b"CSeq: 1 INVITE\r\nContact: <sip:alice@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\n"
-            b"Content-Length: %d\r\n\r\n" % (call_id, call_id, len(sdp)) + sdp)
 
 
 def _load_fw4(lab, includes, alg=None):
@@ -47,7 +39,7 @@ def _answer(call_id):
 def _offer(lab, call_id):
     """The phone's INVITE out, the far end's 200 OK back: the pinhole admits the far end."""
     rx = recv_udp(lab, lab.wan, SRV)
-    send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, _invite(call_id, 6000))
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), SRV, invite(call_id, 6000))
     got = received(rx)
     assert got is not None, "the INVITE did not cross fw4's forward chain"
     port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])

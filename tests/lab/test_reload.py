@@ -12,6 +12,7 @@ import pytest
 
 from tests.support.lab.netns import PHONES, SERVER, ROUTER_WAN
 from tests.support.lab.peers import Alg, recv_udp, received, send_udp
+from tests.support.lab.messages import invite
 
 OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.%d:%d;branch=z9hG4bKr%d\r\n"
            b"From: <sip:a@10.0.0.%d>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: r%d\r\nCSeq: 1 OPTIONS\r\n"
@@ -317,20 +318,11 @@ def test_inbound_sip_and_sip_peer_changed_by_reload(lab, logdir, cfg):
         a.stop()
 
 
-def _invite(call_id, rtp):
-    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n"
-           % rtp).encode()
-    return (("INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bK%s\r\n"
-             "From: <sip:a@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\nCSeq: 1 INVITE\r\n"
-             "Contact: <sip:a@10.0.0.2:5060>\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n")
-            % (call_id, call_id, len(sdp))).encode() + sdp
-
-
 def _pinhole_admits_a_stranger(lab, call_id, rtp):
     """A new call's pinhole, before the answer: does RTP from a stranger reach the phone?"""
     rx = recv_udp(lab, lab.wan, (SERVER, 5060))
     time.sleep(0.2)
-    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), _invite(call_id, rtp))
+    send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5060), invite(call_id, rtp))
     got = received(rx)
     wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
     rx = recv_udp(lab, lab.ph1, (PHONES[0], rtp), timeout=1.5)

@@ -4,9 +4,6 @@ Each test is one observation of issue 10 against the real kernel: forged
 WAN sources, ports below 1024, pinholes before the far end is known, the
 router's own listeners, SIP scanners, reused ports, one host at its caps.
 """
-import json
-import socket
-import struct
 import time
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
 from tests.support.lab.peers import (Alg, Kamailio, RtpEcho, Sipp, recv_udp, received, rtp_send, rtp_send_bg,
                                      send_udp)
+from tests.support.lab.messages import invite
 
 STRANGER = "203.0.113.66"      # an internet host the phone never talked to
 SRV = (SERVER, 5060)
@@ -28,15 +26,6 @@ def _register(call_id, contact_port, via_port=5060, src_port=5060, cseq=1):
              "From: <sip:alice@203.0.113.10>;tag=r\r\nTo: <sip:alice@203.0.113.10>\r\nCall-ID: %s\r\n"
              "CSeq: %d REGISTER\r\nContact: <sip:alice@10.0.0.2:%d>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n")
             % (via_port, call_id, cseq, call_id, cseq, contact_port)).encode()
-
-
-def _invite(call_id, rtp, src_port=5060, rtcp=None):
-    sdp = ("v=0\r\no=- 1 1 IN IP4 10.0.0.2\r\ns=-\r\nc=IN IP4 10.0.0.2\r\nt=0 0\r\nm=audio %d RTP/AVP 0\r\n%s"
-           % (rtp, "a=rtcp:%d\r\n" % rtcp if rtcp else "")).encode()
-    return (("INVITE sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:%d;branch=z9hG4bK%s\r\n"
-             "From: <sip:alice@203.0.113.10>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: %s\r\n"
-             "CSeq: 1 INVITE\r\nContact: <sip:alice@10.0.0.2:%d>\r\nContent-Type: application/sdp\r\n"
-             "Content-Length: %d\r\n\r\n") % (src_port, call_id, call_id, src_port, len(sdp))).encode() + sdp
 
 
 def _ok(call_id, rtp=20000, media_ip=SERVER):
@@ -108,7 +97,7 @@ def test_contact_and_via_ports_get_no_binding_of_their_own(lab, alg, port):
 
 def test_sdp_on_3389_opens_no_pinhole_to_anyone(lab, alg):
     _add_wan_address(lab, STRANGER)
-    got = _out(lab, _invite("rdp", 3389))
+    got = _out(lab, invite("rdp", 3389))
     wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
     t = alg.kernel_table()
     assert len(t["media2lan"]) == 2 and t["media_open"] == [] and t["media_peer"] == []
@@ -124,7 +113,7 @@ def test_a_router_listener_keeps_its_wan_port(lab, alg, logdir):
                          stdout=__import__("subprocess").PIPE, stderr=__import__("subprocess").PIPE)
     listener.stderr.readline()
     alg.reload(wait=1.0)                                   # the router's ports are read at start and reload
-    got = _out(lab, _invite("wg", 51820))
+    got = _out(lab, invite("wg", 51820))
     wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
     assert wan_port != 51820
     send_udp(lab, lab.wan, (SERVER, 40000), (ROUTER_WAN, 51820), b"handshake")
@@ -134,7 +123,7 @@ def test_a_router_listener_keeps_its_wan_port(lab, alg, logdir):
 
 def test_media_admits_only_the_far_end_before_during_and_after(lab, alg):
     _add_wan_address(lab, STRANGER)
-    got = _out(lab, _invite("far", 6000))
+    got = _out(lab, invite("far", 6000))
     wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
     assert not _reaches(lab, (STRANGER, 30000), wan_port, 6000)        # before the answer
     rx = recv_udp(lab, lab.ph1, (PHONES[0], 5060))
@@ -162,7 +151,7 @@ def test_a_strangers_early_flow_dies_when_the_pinhole_narrows(lab, logdir):
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
         _add_wan_address(lab, STRANGER)
-        got = _out(lab, _invite("early", 6000))
+        got = _out(lab, invite("early", 6000))
         wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
         assert _reaches(lab, (STRANGER, 30000), wan_port, 6000)        # relaxed: in before the answer
         rx = recv_udp(lab, lab.ph1, (PHONES[0], 5060))
@@ -227,7 +216,7 @@ def test_one_host_at_its_caps_leaves_room_for_another_phone(lab, logdir):
     try:
         Kamailio(lab, logdir).start()
         for i in range(6):                               # six calls nobody answers: past the cap
-            send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5099), _invite("cap%d" % i, 7000 + 2 * i))
+            send_udp(lab, lab.ph1, (PHONES[0], 5060), (SERVER, 5099), invite("cap%d" % i, 7000 + 2 * i))
         for i in range(10):                              # ten more source ports: bindings past the cap
             send_udp(lab, lab.ph1, (PHONES[0], 21000 + i), SRV, _register("flood%d" % i, 21000 + i,
                                                                           via_port=21000 + i))
@@ -239,7 +228,7 @@ def test_one_host_at_its_caps_leaves_room_for_another_phone(lab, logdir):
         assert st["refused"].get("host at limit_host_bindings", 0) >= 6
         assert st["refused"].get("host at limit_host_calls", 0) >= 3
         # the past-the-cap INVITE went out as it came: unmodified
-        got = _out(lab, _invite("cap-more", 7100))
+        got = _out(lab, invite("cap-more", 7100))
         assert b"c=IN IP4 10.0.0.2" in got[1]
         # the other phone registers and calls as if nothing happened
         reg = Sipp(lab, lab.ph2, "register.xml", PHONES[1], logdir, remote="%s:5060" % SERVER, name="reg2",
