@@ -118,6 +118,7 @@ class Daemon:
         self.table = NftTable(site.wan_if, site.lan_ifs, self.wan_ip, settings.sip_port,
                               settings.queue_num, name=settings.table, inbound_sip=settings.inbound_sip,
                               sip_peers=settings.sip_peer, wan_sip_rate=settings.wan_sip_rate,
+                              lan_sip_rate=settings.lan_sip_rate,
                               state_dir=settings.state_dir)
         self.hygiene = Hygiene()
         self.rtmon = RtnlMonitor()
@@ -273,7 +274,8 @@ class Daemon:
         why = ", ".join(rebuild) if rebuild else None if self.table.present() else "it was gone (fw4 flush?)"
         if why:
             self.table.reconfigure(site.wan_if, site.lan_ifs, s.sip_port, s.queue_num, self.engine.bindings(), now,
-                                   inbound_sip=s.inbound_sip, sip_peers=s.sip_peer, wan_sip_rate=s.wan_sip_rate)
+                                   inbound_sip=s.inbound_sip, sip_peers=s.sip_peer, wan_sip_rate=s.wan_sip_rate,
+                                   lan_sip_rate=s.lan_sip_rate)
             log.info("table %s re-installed (%s) with %d bindings", s.table, why, len(self.engine.bindings()))
             self.offload.sweep(s.sip_port)
             if any(o.name in ("inbound_sip", "sip_peer") for o in changed):

@@ -217,6 +217,9 @@ OPTIONS = (
     Option(MAIN, "wan_sip_rate", "int", "200", reload=REBUILD, low=0, high=1000000,
            help="SIP datagrams a second one WAN host may send before the rest pass as plain NAT, "
                 "never reaching the daemon (0: no limit)"),
+    Option(MAIN, "lan_sip_rate", "int", "500", reload=REBUILD, low=0, high=1000000,
+           help="SIP datagrams a second one LAN host may send before the rest pass as plain NAT, "
+                "unrewritten, so one flooding device can't starve the other phones (0: no limit)"),
     Option(MAIN, "media_from", "choice", "sdp", reload=LIVE, choices=("sdp", "any"),
            help="sdp: a pinhole admits only the far end the SDP names; any: anyone until that SDP "
                 "arrives (for odd providers)"),

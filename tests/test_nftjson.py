@@ -33,7 +33,8 @@ def test_table_elements_reads_the_daemons_table_as_nft_lists_it():
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     el = got["elements"]
-    assert sorted(el) == ["lan2wan", "media2lan", "media_open", "media_peer", "sip2lan", "sip_flood", "sip_peer", "sip_peer_any",
+    assert sorted(el) == ["lan2wan", "media2lan", "media_open", "media_peer", "sip2lan", "sip_flood", "sip_flood_lan",
+                          "sip_peer", "sip_peer_any",
                           "sip_ports", "sip_wanports"]
     assert el["sip_ports"] == [5060] and el["media_open"] == []          # a set without elements: []
     assert len(el["lan2wan"]) == 2 and len(el["sip2lan"]) == 1 and len(el["media2lan"]) == 1

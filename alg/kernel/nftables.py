@@ -87,7 +87,8 @@ class NftTable:
     def __init__(self, wan_if: str, lan_ifs: Sequence[str], wan_ip: Optional[str], sip_ports: Sequence[int],
                  queue_num: int = 0, name: str = "sipalg", use_nft_queue: Optional[bool] = None,
                  binary: str = "nft", iptables: str = "iptables", inbound_sip: str = "peers",
-                 sip_peers: Sequence[str] = (), wan_sip_rate: int = 0, state_dir: Optional[str] = None):
+                 sip_peers: Sequence[str] = (), wan_sip_rate: int = 0, lan_sip_rate: int = 0,
+                 state_dir: Optional[str] = None):
         self.wan_if = wan_if
         self.lan_ifs = [lan_ifs] if isinstance(lan_ifs, str) else list(lan_ifs)
         self.wan_ip = wan_ip
@@ -99,6 +100,7 @@ class NftTable:
         self.inbound_sip = inbound_sip
         self.sip_peers = list(sip_peers)
         self.wan_sip_rate = wan_sip_rate
+        self.lan_sip_rate = lan_sip_rate
         self.use_nft_queue = kernel_has_nft_queue(binary) if use_nft_queue is None else use_nft_queue
         self.nl: Optional[NfTables] = None
         self.last_failure = ""
@@ -137,7 +139,7 @@ class NftTable:
             queue_in = ("    iifname %s ip daddr %s udp dport @sip_wanports update @sip_flood "
                         "{ ip saddr limit rate over %d/second burst %d packets } counter name \"sip_flood\" accept\n"
                         % (w, wan, r, 2 * r)) + queue_in
-        queue_out = "".join("    %s counter %s\n" % (mt, q) for mt in match_out)
+        queue_out = "".join("%s    %s counter %s\n" % (self._lan_meter(mt), mt, q) for mt in match_out)
         dnat_sip = "".join("    %s %s dnat ip to udp dport map @sip2lan\n" % (mt, m) for mt in match_in)
         helper, attach = self._helper_rules(match_in, match_out)
         return f"""table ip {t} {{
@@ -151,8 +153,10 @@ class NftTable:
   set media_peer {{ type inet_service . ipv4_addr; flags timeout; }}
   set media_open {{ type inet_service; flags timeout; }}
   set sip_flood {{ type ipv4_addr; flags dynamic, timeout; timeout 10s; size 65535; }}
+  set sip_flood_lan {{ type ipv4_addr; flags dynamic, timeout; timeout 10s; size 65535; }}
   counter sip_refused {{ }}
   counter sip_flood {{ }}
+  counter sip_flood_lan {{ }}
   chain queue_in {{
     type filter hook prerouting priority mangle - 10; policy accept;
 {queue_in}    iifname {w} ip daddr {wan} udp dport @sip_wanports counter name "sip_refused"
@@ -184,6 +188,15 @@ class NftTable:
         if self.nl is None:
             self.nl = NfTables("ip", self.name)
         return self.nl
+
+    def _lan_meter(self, match: str) -> str:
+        """Before a LAN-side queue rule: a host past lan_sip_rate passes as plain NAT, unqueued (each
+        meter sits right before its queue rule, so a datagram is counted once)."""
+        if not self.lan_sip_rate:
+            return ""
+        r = self.lan_sip_rate
+        return ("    %s update @sip_flood_lan { ip saddr limit rate over %d/second burst %d packets } "
+                "counter name \"sip_flood_lan\" accept\n" % (match, r, 2 * r))
 
     def _matches(self, wan: str) -> Tuple[List[str], List[str]]:
         """What SIP the table takes: from the WAN side what the bindings admit (their peers, the
@@ -236,7 +249,8 @@ class NftTable:
 
     def reconfigure(self, wan_if: str, lan_ifs: Sequence[str], sip_ports: Sequence[int], queue_num: int,
                     bindings: Iterable[Binding], now: float, inbound_sip: Optional[str] = None,
-                    sip_peers: Optional[Sequence[str]] = None, wan_sip_rate: Optional[int] = None) -> None:
+                    sip_peers: Optional[Sequence[str]] = None, wan_sip_rate: Optional[int] = None,
+                    lan_sip_rate: Optional[int] = None) -> None:
         """What the rules name changed (devices, e.g. PPPoE came up; SIP ports; queue; who may
         come in): rebuild."""
         if not self.use_nft_queue:
@@ -251,6 +265,8 @@ class NftTable:
             self.sip_peers = list(sip_peers)
         if wan_sip_rate is not None:
             self.wan_sip_rate = wan_sip_rate
+        if lan_sip_rate is not None:
+            self.lan_sip_rate = lan_sip_rate
         self.rebuild(bindings, now)
         if not self.use_nft_queue:
             self._iptables_queue(add=True)

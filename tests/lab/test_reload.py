@@ -351,7 +351,7 @@ def test_wan_sip_rate_changed_by_reload(lab, logdir, cfg):
     try:
         def rate():
             t = lab.run(lab.rtr, "nft", "list", "table", "ip", "sipalg").stdout.decode()
-            m = re.search(r"limit rate over (\d+)/second", t)
+            m = re.search(r"@sip_flood \{ ip saddr limit rate over (\d+)/second", t)
             return int(m.group(1)) if m else None
         assert rate() == 200
         assert rewritten(options_from(lab, n=1))
@@ -364,5 +364,26 @@ def test_wan_sip_rate_changed_by_reload(lab, logdir, cfg):
         a.reload()
         assert rate() is None
         assert _inbound_reaches(lab, SERVER, 9)
+    finally:
+        a.stop()
+
+
+def test_lan_sip_rate_changed_by_reload(lab, logdir, cfg):
+    a = started(lab, logdir, cfg)
+    try:
+        def rates():
+            t = lab.run(lab.rtr, "nft", "list", "table", "ip", "sipalg").stdout.decode()
+            return sorted(set(int(r) for r in re.findall(r"@sip_flood_lan \{ ip saddr limit rate over (\d+)/second", t)))
+        assert rates() == [500]
+        assert rewritten(options_from(lab, n=1))
+        cfg(lan_sip_rate="50")
+        a.reload()
+        assert rates() == [50]
+        assert rewritten(options_from(lab, n=2))
+        cfg(lan_sip_rate="0")
+        a.reload()
+        assert rates() == []
+        assert rewritten(options_from(lab, n=3))
+        assert "config reloaded: sipalg.main.lan_sip_rate" in a.log()
     finally:
         a.stop()

@@ -4,6 +4,8 @@ Each test is one observation of issue 10 against the real kernel: forged
 WAN sources, ports below 1024, pinholes before the far end is known, the
 router's own listeners, SIP scanners, reused ports, one host at its caps.
 """
+import re
+import subprocess
 import time
 
 import pytest
@@ -43,10 +45,10 @@ def _bye(call_id):
              "CSeq: 2 BYE\r\nContent-Length: 0\r\n\r\n") % (call_id, call_id)).encode()
 
 
-def _out(lab, payload, src_port=5060):
-    """A datagram from phone 1 to the server, as the server gets it."""
+def _out(lab, payload, src_port=5060, phone=0):
+    """A datagram from phone 1 (or 2) to the server, as the server gets it."""
     rx = recv_udp(lab, lab.wan, SRV)
-    send_udp(lab, lab.ph1, (PHONES[0], src_port), SRV, payload)
+    send_udp(lab, (lab.ph1, lab.ph2)[phone], (PHONES[phone], src_port), SRV, payload)
     return received(rx)
 
 
@@ -241,3 +243,40 @@ def test_one_host_at_its_caps_leaves_room_for_another_phone(lab, logdir):
         assert "refused signalling for 10.0.0.2" in alg.log()
     finally:
         alg.stop()
+
+
+def test_a_lan_host_past_lan_sip_rate_passes_as_plain_nat_and_the_other_phones_are_served(lab, logdir):
+    """One LAN device floods SIP (malware, a looping phone): past lan_sip_rate its datagrams leave as
+    plain NAT, unqueued (none lost), so the daemon stays free for the other phones."""
+    cfg = logdir + "/rate.conf"
+    with open(cfg, "w") as f:
+        f.write("config sipalg 'main'\n\toption lan_sip_rate '100'\n")
+    alg = Alg(lab, logdir, "--config", cfg).start()
+    try:
+        n = 3000
+        count = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,8,1<<22);s.bind(('203.0.113.10',5099));s.settimeout(3);"
+                 "print('ready',file=sys.stderr,flush=True)\nmine=other=0\n"
+                 "while True:\n try: d,a=s.recvfrom(65535)\n except OSError: break\n"
+                 " if b'Via: SIP/2.0/UDP 203.0.113.1:' in d: mine+=1\n else: other+=1\n"
+                 "print(mine,other)")
+        rx = lab.popen(lab.wan, "python3", "-c", count, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        rx.stderr.readline()
+        flood = ("import socket,sys,time;s=socket.socket(2,2);s.bind(('10.0.0.2',5060));d=sys.stdin.buffer.read()\n"
+                 "for i in range(%d):\n s.sendto(d,('203.0.113.10',5099))\n if i%%100==0: time.sleep(0.01)\n" % n)
+        lab.run(lab.ph1, "python3", "-c", flood, input=_flood_options(), timeout=120)
+        got = _out(lab, invite("other-phone", 6000).replace(b"10.0.0.2", PHONES[1].encode()), phone=1)
+        assert b"c=IN IP4 %s" % ROUTER_WAN.encode() in got[1]          # the other phone: rewritten
+        mine, other = (int(x) for x in rx.communicate(timeout=30)[0].split())
+        assert mine + other == n                                        # none lost
+        assert other > n // 2 and mine >= 100                           # the excess went as plain NAT
+        t = lab.run(lab.rtr, "nft", "list", "counter", "ip", "sipalg", "sip_flood_lan").stdout.decode()
+        assert int(re.search(r"packets (\d+)", t).group(1)) == other
+        assert alg.status()["counters"]["queued"] < n // 2
+    finally:
+        alg.stop()
+
+
+def _flood_options():
+    return (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKflood\r\n"
+            b"From: <sip:a@10.0.0.2>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: flood\r\nCSeq: 1 OPTIONS\r\n"
+            b"Contact: <sip:a@10.0.0.2:5060>\r\nContent-Length: 0\r\n\r\n")

@@ -174,6 +174,12 @@ return view.extend({
 		o.datatype = 'range(0,1000000)';
 		o.placeholder = '200';
 
+		o = s.option(form.Value, 'lan_sip_rate', _('SIP rate per LAN device'),
+			_('SIP datagrams a second one LAN device may send before the rest pass the router unrewritten, ' +
+			  'as plain NAT: one flooding device can\'t starve the other phones. 0 means no limit.'));
+		o.datatype = 'range(0,1000000)';
+		o.placeholder = '500';
+
 		o = s.option(form.ListValue, 'media_from', _('Media from'),
 			_('<strong>sdp</strong> (recommended): a call\'s media pinhole admits only the far end its SDP names ' +
 			  '(or its server when that address is private). <strong>any</strong>: anyone until the far end\'s SDP ' +
