@@ -346,44 +346,27 @@ def test_media_from_changed_by_reload(lab, logdir, cfg):
         a.stop()
 
 
-def test_wan_sip_rate_changed_by_reload(lab, logdir, cfg):
-    a = started(lab, logdir, cfg)
-    try:
-        def rate():
-            t = lab.run(lab.rtr, "nft", "list", "table", "ip", "sipalg").stdout.decode()
-            m = re.search(r"@sip_flood \{ ip saddr limit rate over (\d+)/second", t)
-            return int(m.group(1)) if m else None
-        assert rate() == 200
-        assert rewritten(options_from(lab, n=1))
-        cfg(wan_sip_rate="5")
-        a.reload()
-        assert rate() == 5
-        assert rewritten(options_from(lab, n=2))                     # the table rebuilt, the binding kept
-        assert _inbound_reaches(lab, SERVER, 8)
-        cfg(wan_sip_rate="0")
-        a.reload()
-        assert rate() is None
-        assert _inbound_reaches(lab, SERVER, 9)
-    finally:
-        a.stop()
-
-
-def test_lan_sip_rate_changed_by_reload(lab, logdir, cfg):
+@pytest.mark.parametrize("option,meter,default", [("wan_sip_rate", "sip_flood", 200),
+                                                   ("lan_sip_rate", "sip_flood_lan", 500)])
+def test_sip_rate_changed_by_reload(lab, logdir, cfg, option, meter, default):
     a = started(lab, logdir, cfg)
     try:
         def rates():
             t = lab.run(lab.rtr, "nft", "list", "table", "ip", "sipalg").stdout.decode()
-            return sorted(set(int(r) for r in re.findall(r"@sip_flood_lan \{ ip saddr limit rate over (\d+)/second", t)))
-        assert rates() == [500]
+            return sorted(set(int(r) for r in re.findall(r"@%s \{ ip saddr limit rate over (\d+)/second" % meter, t)))
+        assert rates() == [default]
         assert rewritten(options_from(lab, n=1))
-        cfg(lan_sip_rate="50")
+        cfg(**{option: "5"})
         a.reload()
-        assert rates() == [50]
-        assert rewritten(options_from(lab, n=2))
-        cfg(lan_sip_rate="0")
+        assert rates() == [5]
+        assert rewritten(options_from(lab, n=2))                     # the table rebuilt, the binding kept
+        assert _inbound_reaches(lab, SERVER, 8)
+        cfg(**{option: "0"})
         a.reload()
         assert rates() == []
+        assert _inbound_reaches(lab, SERVER, 9)
         assert rewritten(options_from(lab, n=3))
-        assert "config reloaded: sipalg.main.lan_sip_rate" in a.log()
+        assert "config reloaded: sipalg.main.%s" % option in a.log()
     finally:
         a.stop()
+
