@@ -227,8 +227,9 @@ class FloodLab:
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         sink_p.stdout.readline()
         time.sleep(1.2)                                 # a status written since start or registration
-        k0, st0, q0 = queued_by_kernel(lab), router.status().get("counters", {}), queue_state(lab) or {}
-        st_totals0 = router.status().get("totals", {})
+        s0 = router.status()
+        k0, st0, q0 = queued_by_kernel(lab), s0.get("counters", {}), queue_state(lab) or {}
+        st_totals0 = s0.get("totals", {})
         ct0 = conntrack_drops(lab)
         sampler = Sampler(router)
         sampler.start()

@@ -78,6 +78,16 @@ def _names(ifaces: Sequence[str]) -> str:
     return quoted if len(ifaces) == 1 else "{ %s }" % quoted
 
 
+
+def _meter(match: str, name: str, rate: int) -> str:
+    """A per-source meter rule: what matches, past `rate` datagrams/s (burst twice that) from one
+    address, is accepted here, so it skips the queue rules after it; counted in counter `name`.
+    No rule for rate 0."""
+    if not rate:
+        return ""
+    return ("    %s update @%s { ip saddr limit rate over %d/second burst %d packets } counter name \"%s\" accept\n"
+            % (match, name, rate, 2 * rate, name))
+
 class NftTable:
     """Our table: its rules (nft -f), its elements (netlink), the iptables queue fallback.
 
@@ -133,13 +143,13 @@ class NftTable:
         any_peer = "elements = { %s }; " % peers if peers else ""
         match_in, match_out = self._matches(wan)
         queue_in = "".join("    %s counter %s\n" % (mt, q) for mt in match_in)
-        if self.wan_sip_rate:
-            # a host past its rate passes as plain NAT (still DNAT'd when admitted), never queued
-            r = self.wan_sip_rate
-            queue_in = ("    iifname %s ip daddr %s udp dport @sip_wanports update @sip_flood "
-                        "{ ip saddr limit rate over %d/second burst %d packets } counter name \"sip_flood\" accept\n"
-                        % (w, wan, r, 2 * r)) + queue_in
-        queue_out = "".join("%s    %s counter %s\n" % (self._lan_meter(mt), mt, q) for mt in match_out)
+        # a WAN host past its rate passes as plain NAT (still DNAT'd when admitted), never queued
+        queue_in = _meter("iifname %s ip daddr %s udp dport @sip_wanports" % (w, wan), "sip_flood",
+                          self.wan_sip_rate) + queue_in
+        # a LAN host's past lan_sip_rate: plain NAT, unqueued (each meter right before its queue
+        # rule, so a datagram is counted once)
+        queue_out = "".join("%s    %s counter %s\n" % (_meter(mt, "sip_flood_lan", self.lan_sip_rate), mt, q)
+                            for mt in match_out)
         dnat_sip = "".join("    %s %s dnat ip to udp dport map @sip2lan\n" % (mt, m) for mt in match_in)
         helper, attach = self._helper_rules(match_in, match_out)
         return f"""table ip {t} {{
@@ -188,15 +198,6 @@ class NftTable:
         if self.nl is None:
             self.nl = NfTables("ip", self.name)
         return self.nl
-
-    def _lan_meter(self, match: str) -> str:
-        """Before a LAN-side queue rule: a host past lan_sip_rate passes as plain NAT, unqueued (each
-        meter sits right before its queue rule, so a datagram is counted once)."""
-        if not self.lan_sip_rate:
-            return ""
-        r = self.lan_sip_rate
-        return ("    %s update @sip_flood_lan { ip saddr limit rate over %d/second burst %d packets } "
-                "counter name \"sip_flood_lan\" accept\n" % (match, r, 2 * r))
 
     def _matches(self, wan: str) -> Tuple[List[str], List[str]]:
         """What SIP the table takes: from the WAN side what the bindings admit (their peers, the
