@@ -41,7 +41,7 @@ FLOOR = 1024             # no WAN port below this, ever
 
 
 class Binding:
-    __slots__ = ("lan", "wan", "kind", "remote", "expires", "peers", "tag")
+    __slots__ = ("lan", "wan", "kind", "remote", "expires", "peers", "tag", "owners")
 
     def __init__(self, lan, wan, kind, expires=0.0, remote=None, peers=(), tag=None):
         self.lan = lan              # (ip, port) on the LAN
@@ -51,6 +51,7 @@ class Binding:
         self.expires = expires      # absolute engine time
         self.peers = peers          # signalling: the remote ips that may start a flow through it
         self.tag = tag              # media: its call (dialogs.call_tag), kept in the kernel beside it
+        self.owners = None          # [owner, deadline, owner, deadline, ...] (BindingTable's; None: nobody)
 
     def copy(self):
         return Binding(self.lan, self.wan, self.kind, self.expires, self.remote, self.peers, self.tag)
@@ -72,7 +73,6 @@ class BindingTable:
         self.timers = timers
         self._by_lan = {}
         self._by_wan = {}
-        self._owners = {}        # lan -> {owner: deadline}
         self._per_host = {}      # LAN ip -> number of signalling bindings
         self._resting = {}       # WAN port -> when it may be used again
         self._reserved = {}      # WAN port -> True: the router's own
@@ -306,7 +306,7 @@ class BindingTable:
         if b.kind == SIP:
             self._per_host[b.lan[0]] = self._per_host.get(b.lan[0], 0) + 1
         self._add(b)
-        self._owners[b.lan] = {RESTORED: b.expires}
+        b.owners = [RESTORED, b.expires]
         if self.timers is not None:
             self.timers.schedule((EXPIRY, b.lan), b.expires)
 
@@ -314,7 +314,7 @@ class BindingTable:
 
     def held(self, b):
         """Whether anyone holds b yet (a binding nobody holds is not in the kernel)."""
-        return b.lan in self._owners
+        return b.owners is not None
 
     def hold(self, b, owner, deadline, now, out, created=False, toward=None):
         """Let owner keep b open until deadline; tell the kernel when that moves its expiry.
@@ -322,13 +322,12 @@ class BindingTable:
         out collects actions and events (a message's context or an expiry's outcome); toward is
         the (ip, port) a new binding's first datagram goes to (its OPEN action carries it)."""
         lan = b.lan
-        owners = self._owners.get(lan)
+        owners = b.owners
         if owners is None:
-            owners = self._owners[lan] = {owner: deadline}
+            owners = b.owners = [owner, deadline]
             until = deadline
         else:
-            owners[owner] = deadline
-            until = max(owners.values()) if len(owners) > 1 else deadline
+            until = _hold(b, owners, owner, deadline)
         if created:
             b.expires = until
             snap = b.copy()
@@ -347,23 +346,23 @@ class BindingTable:
             out.actions.append(Action(REFRESH, b.copy()))
         # A media binding that only calls hold needs no timer of its own: each
         # call's timer lets go of it, and the last one closes it.
-        if b.kind == SIP or RESTORED in owners:
+        if b.kind == SIP or RESTORED in owners[::2]:
             self.timers.schedule((EXPIRY, lan), until)
 
     def release(self, lan, owner, now, out):
         """owner lets go of the binding at lan; the last one closes it."""
-        owners = self._owners.get(lan)
         b = self._by_lan.get(lan)
-        if owners is None or b is None:
+        owners = b.owners if b is not None else None
+        if owners is None:
             return
-        owners.pop(owner, None)
+        _let_go(owners, owner)
         if b.kind != SIP:
             if not owners:
                 self.close(b, now, out)
             return
         # A signalling binding outlives its registrations by the idle time
         # since its last packet, as MASQUERADE would have kept it.
-        until = max(owners.values()) if owners else now
+        until = max(owners[1::2]) if owners else now
         if until <= now:
             self.close(b, now, out)
             return
@@ -374,7 +373,7 @@ class BindingTable:
 
     def close(self, b, now, out):
         self.remove(b, now)
-        self._owners.pop(b.lan, None)
+        b.owners = None
         self.timers.cancel((EXPIRY, b.lan))
         out.actions.append(Action(CLOSE, b))
         out.events.append(BindingClosed(b) if b.kind == SIP else MediaClosed(b))
@@ -409,3 +408,24 @@ class BindingTable:
         out.actions.append(Action(MOVE, snap, old=old))
         out.events.append(PeerAdmitted(snap, ip))
         return True
+
+
+# Owners are a flat list, not a dict: a binding has one to three of them, and
+# 10k registrations' bindings would otherwise carry 10k small dicts.
+
+def _hold(b, owners, owner, deadline):
+    """Set owner's deadline among b's owners; the latest deadline of them all."""
+    for i in range(0, len(owners), 2):
+        if owners[i] == owner:
+            owners[i + 1] = deadline
+            break
+    else:
+        owners = b.owners = owners + [owner, deadline]      # sized exactly, where append over-allocates
+    return max(owners[1::2]) if len(owners) > 2 else deadline
+
+
+def _let_go(owners, owner):
+    for i in range(0, len(owners), 2):
+        if owners[i] == owner:
+            del owners[i:i + 2]
+            return

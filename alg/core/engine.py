@@ -36,7 +36,7 @@ from .nameaddr import map_header_uris, map_uri_span, contacts
 from .uri import splice
 from .policy import Policy
 from .mapping import AddressMap, signalling_binding
-from .transactions import Transactions, EXPIRY as TRANSACTION_EXPIRY
+from .transactions import Transactions, worth_remembering, EXPIRY as TRANSACTION_EXPIRY
 from .registrations import Registrations, PENDING, EXPIRY as REGISTRATION_EXPIRY
 from .dialogs import Dialogs, to_tag, EXPIRY as CALL_EXPIRY
 from .events import InternalError, KeepaliveAnswered, Malformed, Refused
@@ -247,12 +247,13 @@ class Engine:
         if msg.is_request:
             via = top_via(msg)
             if via is not None and via.host() == lan_ip:
-                mapped = amap.bind(lan_ip, via.port() or 5060)
+                via_port = via.port()
+                mapped = amap.bind(lan_ip, via_port or 5060)
                 if mapped is not None:
                     before = via.sent_by_bytes()
                     rewrite_sent_by(via, mapped[0], mapped[1], maddr_from=lan_ip)
                     branch = via.branch()
-                    if branch:
+                    if branch and worth_remembering(before, lan_ip, via_port):
                         ctx.txn = (branch, before)
                     ctx.notes.append(("Via %s -> %s", before, via.sent_by_bytes()))
         n = 0

@@ -37,20 +37,30 @@ class PendingRegister:
 
 
 class Registration:
-    """One contact the registrar accepted for a LAN device."""
+    """One contact the registrar accepted for a LAN device.
 
-    __slots__ = ("call_id", "aor", "lan", "wan", "expires_at")
+    Its key, (Call-ID, LAN ip:port), is also the owner under which it holds
+    its binding: one tuple per registration, however many tables name it."""
 
-    def __init__(self, call_id, aor, lan, wan, expires_at):
-        self.call_id = call_id
+    __slots__ = ("key", "aor", "wan", "expires_at")
+
+    def __init__(self, key, aor, wan, expires_at):
+        self.key = key
         self.aor = aor
-        self.lan = lan
         self.wan = wan
         self.expires_at = expires_at
 
+    @property
+    def call_id(self):
+        return self.key[0]
+
+    @property
+    def lan(self):
+        return self.key[1]
+
     def owner(self):
         """The key under which this registration holds its binding."""
-        return ("reg", self.call_id, self.lan)
+        return self.key
 
 
 def granted_expires(pending, lan_wan, response_contacts, expires_header):
@@ -94,7 +104,7 @@ class Registrations:
         self._regs = {}          # (call_id, lan) -> Registration
         self._per_lan = {}       # lan -> number of registrations
         self._per_host = {}      # LAN ip -> number of registrations
-        self._by_call = {}       # call_id -> {lan: True}
+        self._by_call = {}       # call_id -> (lan, ...): one or two as a rule, so a tuple
 
     def __len__(self):
         return len(self._regs)
@@ -203,7 +213,7 @@ class Registrations:
             listed.extend(contacts(h))
         eh = _expires_value(msg)
         if p.remove_all:
-            for lan in list(self._by_call.get(call_id, {})):
+            for lan in self._by_call.get(call_id, ()):
                 if lan[0] == p.phone[0]:
                     self._remove((call_id, lan), now, ctx, "registrar")
         for lan_wan in p.contacts:
@@ -216,11 +226,14 @@ class Registrations:
                 continue
             secs = self.policy.registration_secs(secs)
             until = self.policy.registration_until(secs, now)
-            if key not in self._regs:
+            reg = self._regs.get(key)
+            if reg is None:
                 self._per_lan[lan] = self._per_lan.get(lan, 0) + 1
                 self._per_host[lan[0]] = self._per_host.get(lan[0], 0) + 1
-                self._by_call.setdefault(call_id, {})[lan] = True
-            reg = Registration(call_id, p.aor, lan, lan_wan[1], now + secs)
+                self._by_call[call_id] = self._by_call.get(call_id, ()) + (lan,)
+            else:
+                key = reg.key               # the tuple the binding's owners already hold
+            reg = Registration(key, p.aor, lan_wan[1], now + secs)
             self._regs[key] = reg
             self.timers.schedule((EXPIRY, key), until)
             b = self.table.lookup_lan(lan)
@@ -234,7 +247,7 @@ class Registrations:
         self.timers.cancel((EXPIRY, key))
         call_id, lan = key
         if reg is None:
-            self.table.release(lan, ("reg", call_id, lan), now, out)
+            self.table.release(lan, key, now, out)
             return False
         for counts, k in ((self._per_lan, lan), (self._per_host, lan[0])):
             n = counts.get(k, 1) - 1
@@ -242,11 +255,11 @@ class Registrations:
                 counts[k] = n
             else:
                 counts.pop(k, None)
-        calls = self._by_call.get(call_id)
-        if calls is not None:
-            calls.pop(lan, None)
-            if not calls:
-                del self._by_call[call_id]
+        lans = tuple(x for x in self._by_call.get(call_id, ()) if x != lan)
+        if lans:
+            self._by_call[call_id] = lans
+        else:
+            self._by_call.pop(call_id, None)
         out.events.append(Deregistered(reg.aor, lan, why))
         self.table.release(lan, reg.owner(), now, out)
         return True

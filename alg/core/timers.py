@@ -34,6 +34,9 @@ class Timers:
         seq = self._seq + 1
         self._seq = seq
         live = self._live
+        old = live.get(key)
+        if old is not None:
+            key = old[2]             # the key object the heap holds already: stale entries share it
         entry = live[key] = (when, seq, key)
         heap = self._heap
         if _heappush is not None:

@@ -27,6 +27,31 @@ def test_response_via_without_port_restored():
         b"Via: SIP/2.0/UDP 10.0.0.2;branch=z9hG4bKinv1;rport=5060;received=10.0.0.2"
 
 
+
+def test_plain_sent_by_is_rebuilt_not_remembered():
+    """10k registering phones that write their sent-by as ip:port cost no remembered Via each:
+    the response's rebuild gives the phone back the same bytes."""
+    e = engine()
+    e.handle(OUT, PHONE, SERVER, invite(), 1.0)
+    assert len(e.transactions) == 0
+    via = "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKinv1;rport=5060;received=203.0.113.1"
+    r = e.handle(IN, SERVER, WAN, response(100, "Trying", via, "call1@10.0.0.2", 1, "INVITE"), 1.1)
+    assert header_line(r.payload, b"Via:") == \
+        b"Via: SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKinv1;rport=5060;received=10.0.0.2"
+
+
+def test_sent_by_written_otherwise_is_remembered():
+    """Spacing, a missing port or a leading zero: the rebuild would differ, so the Via is kept."""
+    for spelt, echoed in ((b"10.0.0.2 : 5060", "203.0.113.1 : 5060"), (b"10.0.0.2", "203.0.113.1"),
+                          (b"10.0.0.2:05060", "203.0.113.1:05060")):
+        e = engine()
+        e.handle(OUT, PHONE, SERVER, invite().replace(b"UDP 10.0.0.2:5060", b"UDP " + spelt), 1.0)
+        assert len(e.transactions) == 1, spelt
+        via = "SIP/2.0/UDP %s;branch=z9hG4bKinv1;rport=5060;received=203.0.113.1" % echoed
+        r = e.handle(IN, SERVER, WAN, response(100, "Trying", via, "call1@10.0.0.2", 1, "INVITE"), 1.1)
+        assert header_line(r.payload, b"Via:") == \
+            b"Via: SIP/2.0/UDP " + spelt + b";branch=z9hG4bKinv1;rport=5060;received=10.0.0.2", spelt
+
 def test_rport_maps_to_collided_phone_port():
     e = engine()
     e.handle(OUT, PHONE, SERVER, register(), 1.0)
