@@ -3,7 +3,10 @@ and whether a legitimate registration and call still went through.
 
 Each flood runs against a fresh sipalg (bench/routers.py) on one queue backend, for
 --seconds at each rate, from a raw socket (any source address and port, every datagram
-built on the fly, paced in bursts of 50):
+built on the fly, paced in bursts of 50), and, just before it in the same lab, the same
+flood through plain NAT (--modes): what the kernel's own NAT loses under it is the
+baseline for what sipalg loses, since every datagram sipalg passes unrewritten (over a
+cap or lan_sip_rate) is plain NAT too:
 
   lan-options        OPTIONS from one phone port                       -> a WAN sink
   lan-register       REGISTERs, each from a new LAN address:port       -> a WAN sink (new bindings)
@@ -25,7 +28,8 @@ two seconds in, a phone on the other LAN address registers with kamailio and is 
 through it.  A benchmark: it prints numbers and asserts nothing.
 
     sudo python3 bench/flood.py [--rates 1000,5000,20000] [--seconds 10] [--kinds ...]
-                                [--backends netlink,binding] [--quick] [--daemon-arg=--flag ...]
+                                [--modes plain,sipalg] [--backends netlink,binding] [--quick]
+                                [--daemon-arg=--flag ...]
 """
 
 from __future__ import annotations
@@ -204,16 +208,17 @@ class FloodLab:
         Kamailio(lab, self.logdir).start()
         self.floods = 0
 
-    def flood(self, kind: str, rate: int, seconds: float) -> dict:
+    def flood(self, kind: str, rate: int, seconds: float, mode: str = "sipalg") -> dict:
         lab = self.lab
-        d = tempfile.mkdtemp(prefix="%s-%d-" % (kind, rate), dir=self.logdir)
-        router = Router(lab, "sipalg", d, self.args.daemon_arg, self.args.config, backend=self.backend).start()
+        d = tempfile.mkdtemp(prefix="%s-%s-%d-" % (mode, kind, rate), dir=self.logdir)
+        router = Router(lab, mode, d, self.args.daemon_arg, self.args.config, backend=self.backend).start()
         try:
             res = self._flood(router, kind, rate, seconds, d)
         finally:
             router.stop()
             lab.conntrack_flush()
         res["killed"] = router.killed
+        res["router"] = router.label if mode != "sipalg" else "sipalg/" + self.backend
         return res
 
     def _flood(self, router: Router, kind: str, rate: int, seconds: float, d: str) -> dict:
@@ -284,7 +289,7 @@ class FloodLab:
                    name="reg-alice", extra=["-key", "expires", "600"])
         reg.args[reg.args.index("-s") + 1] = "alice"
         reg.start().wait()
-        for r in router.alg.status().get("registrations", []):
+        for r in router.status().get("registrations", []):
             if r["lan"] == "%s:5060" % PHONES[0]:
                 ip, port = r["wan"].rsplit(":", 1)
                 return ip, int(port)
@@ -329,6 +334,9 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=10.0, help="each flood's length (default 10)")
     ap.add_argument("--kinds", default=",".join(KINDS), help="of " + ", ".join(KINDS))
     ap.add_argument("--backends", default="netlink", help="queue backends, netlink and/or binding (default netlink)")
+    ap.add_argument("--modes", default="plain,sipalg",
+                    help="routers each flood goes through in turn: plain (NAT alone, the baseline; in the first "
+                         "backend's lab) and/or sipalg (default plain,sipalg)")
     add_daemon_options(ap)
     ap.add_argument("--settle", type=float, default=0.0,
                     help="after each flood wait up to this many seconds for what it made to expire, then read "
@@ -350,13 +358,15 @@ def main() -> int:
         args.rates, args.seconds = "1000", 1.0
     kinds = [k for k in args.kinds.split(",") if k]
     backends = [b for b in args.backends.split(",") if b]
+    modes = [m for m in args.modes.split(",") if m]
     try:
         rates = [int(r) for r in args.rates.split(",")]
     except ValueError:
         rates = []
-    if not rates or any(k not in KINDS for k in kinds) or any(b not in ("netlink", "binding") for b in backends):
-        print("flood: --rates %r / --kinds %r / --backends %r: see --help" % (args.rates, args.kinds, args.backends),
-              file=sys.stderr)
+    if not rates or any(k not in KINDS for k in kinds) or any(b not in ("netlink", "binding") for b in backends) \
+            or not modes or any(m not in ("plain", "sipalg") for m in modes):
+        print("flood: --rates %r / --kinds %r / --backends %r / --modes %r: see --help"
+              % (args.rates, args.kinds, args.backends, args.modes), file=sys.stderr)
         return 2
     from alg.kernel.queue import binding_available
     if "binding" in backends and not binding_available():
@@ -364,15 +374,17 @@ def main() -> int:
         backends.remove("binding")
     results = []
     t0 = time.monotonic()
-    for backend in backends:
+    for i, backend in enumerate(backends):
         with Lab(tag="fl-" + backend[:4]) as lab:
             fl = FloodLab(lab, backend, args)
             for kind in kinds:
                 for rate in rates:
-                    r = fl.flood(kind, rate, args.seconds)
-                    r["backend"] = backend
-                    results.append(r)
-                    print(row(r), file=sys.stderr, flush=True)
+                    for mode in modes:
+                        if mode == "plain" and i:
+                            continue                # one baseline is enough
+                        r = fl.flood(kind, rate, args.seconds, mode)
+                        results.append(r)
+                        print(row(r), file=sys.stderr, flush=True)
     report(results, args, time.monotonic() - t0)
     return 0
 
@@ -380,18 +392,20 @@ def main() -> int:
 def row(r: dict) -> str:
     cpu, rss = r["cpu"] or [0.0], r["rss"] or [0]
     legit = r["legit"]
-    return "%-8s %-18s %6d %9.0f %7d %9d %10d %9d %6d %7d %8.0f/%-4.0f %6.1f/%-6.1f %6s %5s" % (
-        r["backend"], r["kind"], r["rate"], r["offered"], r["sent"], r["rewritten"], r["unmodified"], r["lost"], r["other"],
-        r["unseen"], 100 * sum(cpu) / len(cpu), 100 * max(cpu), rss[0] / 1024.0, max(rss) / 1024.0,
+    daemon = "%8.0f/%-4.0f %6.1f/%-6.1f" % (100 * sum(cpu) / len(cpu), 100 * max(cpu), rss[0] / 1024.0, max(rss) / 1024.0) \
+        if r["router"].startswith("sipalg") else "%13s %13s" % ("-", "-")
+    return "%-14s %-18s %6d %9.0f %7d %9d %10d %9d %6d %7d %s %6s %5s" % (
+        r["router"], r["kind"], r["rate"], r["offered"], r["sent"], r["rewritten"], r["unmodified"], r["lost"], r["other"],
+        r["unseen"], daemon,
         {True: "ok", False: "FAIL"}.get(legit.get("register"), "-"),
         {True: "ok", False: "FAIL"}.get(legit.get("call"), "-"))
 
 
 def report(results, args, elapsed) -> None:
-    print("SIP floods through sipalg, %g s each, %.0f s in all%s" % (
+    print("SIP floods through sipalg (and plain NAT: the baseline), %g s each, %.0f s in all%s" % (
         args.seconds, elapsed, daemon_note(args)))
-    print("%-8s %-18s %6s %9s %7s %9s %10s %9s %6s %7s %13s %13s %6s %5s" % (
-        "backend", "flood", "pps", "offered/s", "sent", "rewritten", "unmodified", "not deliv", "other", "unseen",
+    print("%-14s %-18s %6s %9s %7s %9s %10s %9s %6s %7s %13s %13s %6s %5s" % (
+        "router", "flood", "pps", "offered/s", "sent", "rewritten", "unmodified", "not deliv", "other", "unseen",
         "CPU% mean/max", "RSS MB 0/max", "reg", "call"))
     for r in results:
         print(row(r))
@@ -421,9 +435,11 @@ def report(results, args, elapsed) -> None:
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}
         if q:
             extra.append("queue counters %s" % q)
-        print("%s %s %d/s: CPU%% per s %s; RSS MB at 0 and per s %s%s" % (
-            r["backend"], r["kind"], r["rate"], " ".join("%.0f" % (100 * c) for c in r["cpu"]),
-            " ".join("%.1f" % (x / 1024.0) for x in r["rss"]), ("; " + "; ".join(extra)) if extra else ""))
+        if r["router"].startswith("sipalg"):
+            extra.insert(0, "CPU%% per s %s; RSS MB at 0 and per s %s" % (
+                " ".join("%.0f" % (100 * c) for c in r["cpu"]), " ".join("%.1f" % (x / 1024.0) for x in r["rss"])))
+        if extra:
+            print("%s %s %d/s: %s" % (r["router"], r["kind"], r["rate"], "; ".join(extra)))
 
 
 if __name__ == "__main__":

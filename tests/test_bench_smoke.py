@@ -27,9 +27,9 @@ RUNS = [
                                   r"^highest rate with p99"]),
     (["memory.py", "--quick"], [r"^idle\s+\d+\.\d MB", r"^200 registrations\s+\d+\.\d MB",
                                 r"^50 calls\s+\d+\.\d MB"]),
-    (["flood.py", "--quick"], [r"^netlink\s+%s\s+1000\s+\d+\s+1000\s" % k for k in
+    (["flood.py", "--quick"], [r"^%s\s+%s\s+1000\s+\d+\s+1000\s" % (router, k) for k in
                                ("lan-options", "lan-register", "lan-invite", "wan-options-peer", "wan-invite-peer",
-                                "wan-options-other", "wan-invite-other")]),
+                                "wan-options-other", "wan-invite-other") for router in ("sipalg/netlink", "plain NAT")]),
     (["nat_compare.py", "--quick"], [r"^scenarios passed", r"^daemon RSS\s+-\s+-\s+\d+ kB"]),
 ]
 
