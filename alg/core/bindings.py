@@ -306,7 +306,7 @@ class BindingTable:
         if b.kind == SIP:
             self._per_host[b.lan[0]] = self._per_host.get(b.lan[0], 0) + 1
         self._add(b)
-        b.owners = [RESTORED, b.expires]
+        b.owners = [RESTORED, b.expires, False]
         if self.timers is not None:
             self.timers.schedule((EXPIRY, b.lan), b.expires)
 
@@ -316,18 +316,19 @@ class BindingTable:
         """Whether anyone holds b yet (a binding nobody holds is not in the kernel)."""
         return b.owners is not None
 
-    def hold(self, b, owner, deadline, now, out, created=False, toward=None):
+    def hold(self, b, owner, deadline, now, out, created=False, toward=None, timed=False):
         """Let owner keep b open until deadline; tell the kernel when that moves its expiry.
 
         out collects actions and events (a message's context or an expiry's outcome); toward is
-        the (ip, port) a new binding's first datagram goes to (its OPEN action carries it)."""
+        the (ip, port) a new binding's first datagram goes to (its OPEN action carries it); timed:
+        the owner has a timer of its own that lets go of b at its deadline (a registration)."""
         lan = b.lan
         owners = b.owners
         if owners is None:
-            owners = b.owners = [owner, deadline]
+            owners = b.owners = [owner, deadline, timed]
             until = deadline
         else:
-            until = _hold(b, owners, owner, deadline)
+            until = _hold(b, owners, owner, deadline, timed)
         if created:
             b.expires = until
             snap = b.copy()
@@ -346,8 +347,24 @@ class BindingTable:
             out.actions.append(Action(REFRESH, b.copy()))
         # A media binding that only calls hold needs no timer of its own: each
         # call's timer lets go of it, and the last one closes it.
-        if b.kind == SIP or RESTORED in owners[::2]:
+        if b.kind == SIP:
+            self._own_timer(b, until)
+        elif RESTORED in owners[::3]:
             self.timers.schedule((EXPIRY, lan), until)
+
+    def _own_timer(self, b, until):
+        """A signalling binding's own timer runs only while an owner without one (its last
+        packet's idle time, a restored binding) holds the latest deadline: where a registration
+        holds it, the registration's timer lets go of it in time, so 10k registered phones need
+        10k timers, not 20k."""
+        key = (EXPIRY, b.lan)
+        owners = b.owners
+        for i in range(0, len(owners), 3):
+            if owners[i + 1] == until and not owners[i + 2]:
+                if self.timers.deadline(key) != until:
+                    self.timers.schedule(key, until)
+                return
+        self.timers.cancel(key)
 
     def release(self, lan, owner, now, out):
         """owner lets go of the binding at lan; the last one closes it."""
@@ -362,14 +379,14 @@ class BindingTable:
             return
         # A signalling binding outlives its registrations by the idle time
         # since its last packet, as MASQUERADE would have kept it.
-        until = max(owners[1::2]) if owners else now
+        until = max(owners[1::3]) if owners else now
         if until <= now:
             self.close(b, now, out)
             return
         if until != b.expires:
             b.expires = until
             out.actions.append(Action(REFRESH, b.copy()))
-            self.timers.schedule((EXPIRY, lan), until)
+        self._own_timer(b, until)
 
     def close(self, b, now, out):
         self.remove(b, now)
@@ -410,22 +427,23 @@ class BindingTable:
         return True
 
 
-# Owners are a flat list, not a dict: a binding has one to three of them, and
-# 10k registrations' bindings would otherwise carry 10k small dicts.
+# Owners are a flat list of (owner, deadline, timed) triples, not a dict: a binding has
+# one to three of them, and 10k registrations' bindings would otherwise carry 10k small dicts.
 
-def _hold(b, owners, owner, deadline):
+def _hold(b, owners, owner, deadline, timed):
     """Set owner's deadline among b's owners; the latest deadline of them all."""
-    for i in range(0, len(owners), 2):
+    for i in range(0, len(owners), 3):
         if owners[i] == owner:
             owners[i + 1] = deadline
+            owners[i + 2] = timed
             break
     else:
-        owners = b.owners = owners + [owner, deadline]      # sized exactly, where append over-allocates
-    return max(owners[1::2]) if len(owners) > 2 else deadline
+        owners = b.owners = owners + [owner, deadline, timed]   # sized exactly, where append over-allocates
+    return max(owners[1::3]) if len(owners) > 3 else deadline
 
 
 def _let_go(owners, owner):
-    for i in range(0, len(owners), 2):
+    for i in range(0, len(owners), 3):
         if owners[i] == owner:
-            del owners[i:i + 2]
+            del owners[i:i + 3]
             return

@@ -238,7 +238,7 @@ class Registrations:
             self.timers.schedule((EXPIRY, key), until)
             b = self.table.lookup_lan(lan)
             if b is not None:
-                self.table.hold(b, reg.owner(), until, now, ctx)
+                self.table.hold(b, reg.owner(), until, now, ctx, timed=True)
             ctx.events.append(Registered(p.aor, lan, lan_wan[1], secs))
 
     def _remove(self, key, now, out, why):
