@@ -23,6 +23,7 @@ import json
 import os
 import selectors
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -151,6 +152,21 @@ class MemoryLab:
                 "unchanged": c.get("unchanged", 0), "status_kb": size / 1024.0, "drove": drove}
 
 
+def interpreter_kb(*flags: str) -> int:
+    """VmRSS of this interpreter started as the daemon is (same environment), doing nothing: the
+    floor under every figure.  With "-S" it skips site (this machine's .pth files, which load
+    what the daemon never asks for)."""
+    from bench.routers import rss_kb
+    from tests.support.lab.peers import _env
+    p = subprocess.Popen([sys.executable, *flags, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
+    try:
+        p.stdout.readline()
+        return rss_kb(p.pid) or 0
+    finally:
+        p.communicate(b"")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--registrations", default="1000,10000", help="registration counts to hold, rising")
@@ -199,6 +215,8 @@ def main() -> int:
             if ml.router is not None:
                 ml.router.stop()
     report(rows, args, backend, notes)
+    print("the interpreter alone, started as the daemon is: %.1f MB; without site (-S): %.1f MB"
+          % (interpreter_kb() / 1024.0, interpreter_kb("-S") / 1024.0))
     return 0
 
 

@@ -26,6 +26,7 @@ RUNS = [
     (["callrate.py", "--quick"], [r"^\s+20\s+plain NAT\s+20\s+20\s", r"^\s+20\s+sipalg\s+20\s",
                                   r"^highest rate with p99"]),
     (["memory.py", "--quick"], [r"^idle\s+\d+\.\d MB", r"^200 registrations\s+\d+\.\d MB",
+                                r"^the interpreter alone.*: \d+\.\d MB; without site \(-S\): \d+\.\d MB$",
                                 r"^50 calls\s+\d+\.\d MB"]),
     (["flood.py", "--quick"], [r"^%s\s+%s\s+1000\s+\d+\s+1000\s" % (router, k) for k in
                                ("lan-options", "lan-register", "lan-invite", "wan-options-peer", "wan-invite-peer",
