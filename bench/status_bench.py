@@ -108,7 +108,8 @@ def stand_in(engine, state_dir):
     d = SimpleNamespace(engine=engine, clock=time.monotonic, wan_ip=WAN_IP, nft_failures=0,
                         site=SimpleNamespace(wan_if="wan", lan_if="br-lan"), table=SimpleNamespace(use_nft_queue=True),
                         leds=SimpleNamespace(describe=dict), queue=None,
-                        counters={"sent": 0, "not_udp": 0, "media_queued": 0})
+                        counters={"sent": 0, "not_udp": 0, "media_queued": 0}, refused={},
+                        hygiene=SimpleNamespace(deleted=0), kernel_helper=None)
     d.published = StatusFile(state_dir, time.monotonic)
     return d
 

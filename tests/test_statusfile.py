@@ -151,3 +151,19 @@ def test_wire_text_is_cut():
     long = wire_text(b"x" * 1000)
     assert len(long) == TEXT_LIMIT and long.endswith("...")
     assert wire_text(b"\xff<b>") == "\ufffd<b>"
+
+
+def test_the_daemons_document_lists_the_first_entries_and_counts_them_all(tmp_path):
+    """Thousands of bindings make a file of tens of kB, not megabytes rewritten each second (64k
+    bindings once made 6.9 MB): each list holds its first LIST_LIMIT entries, totals count all."""
+    from bench.status_bench import fill, stand_in
+    from alg import daemon
+    e = fill(1000, 100)                                  # 1,000 registrations, 100 calls with media
+    d = stand_in(e, str(tmp_path))
+    doc = daemon.Daemon.status(d, 1.0)
+    assert doc["totals"]["registrations"] == 1000 and doc["totals"]["calls"] == 100
+    assert doc["totals"]["bindings"] == 1000 and doc["totals"]["pinholes"] == 200
+    assert len(doc["registrations"]) == len(doc["calls"]) == status.LIST_LIMIT
+    assert sorted(set(b["kind"] for b in doc["bindings"])) == ["rtcp", "rtp", "sip"]
+    assert [b["kind"] for b in doc["bindings"]].count("sip") == status.LIST_LIMIT
+    assert len(json.dumps(doc)) < 40000
