@@ -4,7 +4,7 @@ import signal
 import time
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
-from tests.support.lab.peers import Alg, Capture, RtpEcho, Sipp, exchange_udp, rtp_send, rtp_send_bg, send_udp, recv_udp, received
+from tests.support.lab.peers import SLOW, Alg, Capture, RtpEcho, Sipp, exchange_udp, rtp_send, rtp_send_bg, send_udp, recv_udp, received
 
 SRV = (SERVER, 5060)
 
@@ -162,8 +162,11 @@ def test_sigkill_fails_open_and_restart_picks_up(lab, alg, logdir):
     r = json.loads(sender.communicate(timeout=30)[0])
     assert uac.wait() == 0 and uas.wait() == 0
     assert r["received"] >= 295                   # audio kept flowing through the kill and restart
-    time.sleep(0.5)
-    t = alg.kernel_table()                        # the BYE closed the pinholes picked up after the restart
+    deadline = time.monotonic() + 2.0 * SLOW       # the BYE closed the pinholes picked up after the restart
+    t = alg.kernel_table()
+    while (t["media2lan"] or t["media_peer"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+        t = alg.kernel_table()
     assert t["media2lan"] == [] and t["media_peer"] == [], t
     alg.stop(signal.SIGTERM)
     assert alg.kernel_table() == {}
