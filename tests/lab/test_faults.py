@@ -62,6 +62,27 @@ def test_nft_flush_ruleset_heals_within_two_seconds_and_an_incoming_call_works(l
     assert caller.start().wait() == 0 and uas.wait() == 0
 
 
+def test_the_iptables_queue_rules_flushed_alone_are_put_back(lab, alg):
+    """Where the kernel has no nft queue (the fallback hands SIP over with iptables NFQUEUE rules in
+    mangle), `iptables -t mangle -F` leaves our table whole: the rules still come back at once, and
+    SIP is rewritten again (a reload once rebuilt the table but never these rules)."""
+    assert _crosses_rewritten(lab, "before-F")[0]
+    if alg.status()["queue"] != "iptables":          # the queue rules live in our own table: nothing to lose
+        assert " queue " in lab.run(lab.rtr, "nft", "list", "table", "ip", alg.table).stdout.decode()
+        return
+    for chain in ("PREROUTING", "FORWARD"):
+        lab.run(lab.rtr, "iptables", "-t", "mangle", "-F", chain)
+
+    def queue_rules():
+        return "NFQUEUE" in lab.run(lab.rtr, "iptables-save", "-t", "mangle").stdout.decode()
+    deadline = time.monotonic() + 2.0
+    while time.monotonic() < deadline and not queue_rules():
+        time.sleep(0.1)
+    assert queue_rules(), "not put back within 2 s"
+    assert "the iptables NFQUEUE rules were removed: put back" in alg.log()
+    assert _crosses_rewritten(lab, "after-F")[0]
+
+
 def test_4200_oversized_datagrams_then_a_registration_and_a_call(lab, logdir):
     """4,200 SIP datagrams of 4.4 KB, each queued (from the SIP port, no lan_sip_rate to pass them
     around the queue): every one crosses, none waits for a verdict that never comes, and the
