@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
-from tests.support.lab.peers import Alg, Kamailio, Sipp, recv_udp, received, send_udp
+from tests.support.lab.peers import Alg, Counter, Kamailio, Sipp, recv_udp, received, send_udp
 from tests.support.lab.messages import invite
 from tests.support.need import need_tools
 
@@ -97,17 +97,11 @@ def test_4200_oversized_datagrams_then_a_registration_and_a_call(lab, logdir):
         n = 4200
         big = _options("big").replace(b"Content-Length: 0\r\n\r\n",
                                       b"X-Pad: " + b"p" * 4200 + b"\r\nContent-Length: 0\r\n\r\n")
-        count = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,33,1<<25);s.bind(('203.0.113.10',5099))\n"
-                 "s.settimeout(5);print('ready',file=sys.stderr,flush=True)\nmine=other=0\n"
-                 "while True:\n try: d,a=s.recvfrom(65535)\n except OSError: break\n"
-                 " if b'Via: SIP/2.0/UDP 203.0.113.1:' in d: mine+=1\n else: other+=1\n"
-                 "print(mine,other)")
-        rx = lab.popen(lab.wan, "python3", "-c", count, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        rx.stderr.readline()
+        rx = Counter(lab, lab.wan, (SERVER, 5099))
         code = ("import socket,sys,time;s=socket.socket(2,2);s.bind(('10.0.0.2',5060));d=sys.stdin.buffer.read()\n"
                 "for i in range(%d):\n s.sendto(d,('203.0.113.10',5099))\n if i%%100==0: time.sleep(0.02)\n" % n)
         lab.run(lab.ph1, "python3", "-c", code, input=big, timeout=120)
-        mine, other = (int(x) for x in rx.communicate(timeout=60)[0].split())
+        mine, other, _ = rx.result()
         assert mine + other == n, (mine, other)                 # every one crossed
         assert mine > 0                                         # the queue took them whole and rewrote them
         st = alg.status()
@@ -228,13 +222,7 @@ def test_a_register_flood_from_new_ports_loses_nothing_and_a_phone_is_called_mea
     incoming call during it failed)."""
     Kamailio(lab, logdir).start()
     n = 8000
-    count = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,33,1<<25);s.bind(('203.0.113.10',5099))\n"
-             "s.settimeout(5);print('ready',file=sys.stderr,flush=True)\nseen=set()\n"
-             "while True:\n try: d,a=s.recvfrom(65535)\n except OSError: break\n"
-             " i=d.find(b'Call-ID: fl-');seen.add(d[i+12:d.index(b'\\r',i)])\n"
-             "print(len(seen))")
-    rx = lab.popen(lab.wan, "python3", "-c", count, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    rx.stderr.readline()
+    rx = Counter(lab, lab.wan, (SERVER, 5099))
     flood = lab.popen(lab.ph1, "python3", "-c", REGISTER_FLOOD, str(n), "2000")
     time.sleep(0.5)
     reg = Sipp(lab, lab.ph2, "register.xml", PHONES[1], logdir, remote="%s:5060" % SERVER, port=5100,
@@ -248,7 +236,7 @@ def test_a_register_flood_from_new_ports_loses_nothing_and_a_phone_is_called_mea
     assert uac.start().wait(20) == 0 and uas.wait(20) == 0, "the incoming call during the flood failed"
     assert flood.poll() is None, "the flood was over before the call: no test of 'meanwhile'"
     assert flood.wait(60) == 0
-    assert int(rx.communicate(timeout=60)[0]) == n                    # every one crossed
+    assert rx.result()[2] == n                                         # every one crossed
     st = alg.status()
     flooder = [b for b in st["bindings"] if b["kind"] == "sip" and b["lan"].startswith(PHONES[0] + ":")]
     assert 1 <= st["totals"].get("bindings", 0) and len(flooder) <= 8     # limit_host_bindings

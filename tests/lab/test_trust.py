@@ -11,8 +11,8 @@ import time
 import pytest
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
-from tests.support.lab.peers import (Alg, Kamailio, RtpEcho, Sipp, recv_udp, received, rtp_send, rtp_send_bg,
-                                     send_udp)
+from tests.support.lab.peers import (Alg, Counter, Kamailio, RtpEcho, Sipp, recv_udp, received, rtp_send,
+                                     rtp_send_bg, send_udp)
 from tests.support.lab.messages import invite
 
 STRANGER = "203.0.113.66"      # an internet host the phone never talked to
@@ -254,19 +254,13 @@ def test_a_lan_host_past_lan_sip_rate_passes_as_plain_nat_and_the_other_phones_a
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
         n = 3000
-        count = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,8,1<<22);s.bind(('203.0.113.10',5099));s.settimeout(3);"
-                 "print('ready',file=sys.stderr,flush=True)\nmine=other=0\n"
-                 "while True:\n try: d,a=s.recvfrom(65535)\n except OSError: break\n"
-                 " if b'Via: SIP/2.0/UDP 203.0.113.1:' in d: mine+=1\n else: other+=1\n"
-                 "print(mine,other)")
-        rx = lab.popen(lab.wan, "python3", "-c", count, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        rx.stderr.readline()
+        rx = Counter(lab, lab.wan, (SERVER, 5099), idle=3.0)
         flood = ("import socket,sys,time;s=socket.socket(2,2);s.bind(('10.0.0.2',5060));d=sys.stdin.buffer.read()\n"
                  "for i in range(%d):\n s.sendto(d,('203.0.113.10',5099))\n if i%%100==0: time.sleep(0.01)\n" % n)
         lab.run(lab.ph1, "python3", "-c", flood, input=_flood_options(), timeout=120)
         got = _out(lab, invite("other-phone", 6000).replace(b"10.0.0.2", PHONES[1].encode()), phone=1)
         assert b"c=IN IP4 %s" % ROUTER_WAN.encode() in got[1]          # the other phone: rewritten
-        mine, other = (int(x) for x in rx.communicate(timeout=30)[0].split())
+        mine, other, _ = rx.result()
         assert mine + other == n                                        # none lost
         assert other > n // 2 and mine >= 100                           # the excess went as plain NAT
         t = lab.run(lab.rtr, "nft", "list", "counter", "ip", "sipalg", "sip_flood_lan").stdout.decode()

@@ -179,6 +179,30 @@ class Sipp:
         return self.proc.wait(timeout * SLOW)
 
 
+COUNT = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,33,1<<25);s.bind((sys.argv[1],int(sys.argv[2])))\n"
+         "s.settimeout(float(sys.argv[3]));print('ready',file=sys.stderr,flush=True)\nmine=other=0;ids=set()\n"
+         "while True:\n try: d,a=s.recvfrom(65535)\n except OSError: break\n"
+         " if b'Via: SIP/2.0/UDP %s:' in d: mine+=1\n else: other+=1\n"
+         " i=d.find(b'Call-ID: ');ids.add(d[i:d.find(b'\\r',i)])\n"
+         "print(mine,other,len(ids))" % ROUTER_WAN)
+
+
+class Counter:
+    """A receiver counting the SIP datagrams that reach (ip, port) in ns until `idle` seconds pass
+    without one: how many name the router's WAN address in their top Via (rewritten), how many
+    don't, and how many distinct Call-IDs came (a flood numbers its datagrams by Call-ID)."""
+
+    def __init__(self, lab: Lab, ns: str, addr, idle: float = 5.0):
+        self.proc = lab.popen(ns, sys.executable, "-c", COUNT, addr[0], str(addr[1]), str(idle * SLOW),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.proc.stderr.readline()
+
+    def result(self, timeout: float = 60.0):
+        """(rewritten, other, distinct Call-IDs), once the datagrams have stopped coming."""
+        out = self.proc.communicate(timeout=timeout * SLOW)[0].split()
+        return int(out[0]), int(out[1]), int(out[2])
+
+
 class RtpEcho:
     def __init__(self, lab: Lab, ns: str, ip: str, port: int, seconds: float):
         self.proc = lab.popen(ns, sys.executable, "-m", "tests.support.lab.rtp", "echo", ip, str(port), str(seconds * SLOW),
