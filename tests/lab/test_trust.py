@@ -112,7 +112,7 @@ def test_a_router_listener_keeps_its_wan_port(lab, alg, logdir):
     listener = lab.popen(lab.rtr, "python3", "-c",
                          "import socket,sys;s=socket.socket(2,2);s.bind(('0.0.0.0',51820));s.settimeout(8);"
                          "print('ready',file=sys.stderr,flush=True);d,a=s.recvfrom(100);print(a[0])",
-                         stdout=__import__("subprocess").PIPE, stderr=__import__("subprocess").PIPE)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     listener.stderr.readline()
     alg.reload(wait=1.0)                                   # the router's ports are read at start and reload
     got = _out(lab, invite("wg", 51820))
