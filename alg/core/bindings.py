@@ -51,7 +51,7 @@ class Binding:
         self.expires = expires      # absolute engine time
         self.peers = peers          # signalling: the remote ips that may start a flow through it
         self.tag = tag              # media: its call (dialogs.call_tag), kept in the kernel beside it
-        self.owners = None          # [owner, deadline, owner, deadline, ...] (BindingTable's; None: nobody)
+        self.owners = None          # [owner, deadline, timed, ...] (BindingTable's; None: nobody)
 
     def copy(self):
         return Binding(self.lan, self.wan, self.kind, self.expires, self.remote, self.peers, self.tag)
@@ -328,7 +328,7 @@ class BindingTable:
             owners = b.owners = [owner, deadline, timed]
             until = deadline
         else:
-            until = _hold(b, owners, owner, deadline, timed)
+            until = _hold(b, owner, deadline, timed)
         if created:
             b.expires = until
             snap = b.copy()
@@ -430,8 +430,9 @@ class BindingTable:
 # Owners are a flat list of (owner, deadline, timed) triples, not a dict: a binding has
 # one to three of them, and 10k registrations' bindings would otherwise carry 10k small dicts.
 
-def _hold(b, owners, owner, deadline, timed):
+def _hold(b, owner, deadline, timed):
     """Set owner's deadline among b's owners; the latest deadline of them all."""
+    owners = b.owners
     for i in range(0, len(owners), 3):
         if owners[i] == owner:
             owners[i + 1] = deadline

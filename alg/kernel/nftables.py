@@ -78,7 +78,6 @@ def _names(ifaces: Sequence[str]) -> str:
     return quoted if len(ifaces) == 1 else "{ %s }" % quoted
 
 
-
 def _meter(match: str, name: str, rate: int) -> str:
     """A per-source meter rule: what matches, past `rate` datagrams/s (burst twice that) from one
     address, is accepted here, so it skips the queue rules after it; counted in counter `name`.
@@ -87,6 +86,7 @@ def _meter(match: str, name: str, rate: int) -> str:
         return ""
     return ("    %s update @%s { ip saddr limit rate over %d/second burst %d packets } counter name \"%s\" accept\n"
             % (match, name, rate, 2 * rate, name))
+
 
 class NftTable:
     """Our table: its rules (nft -f), its elements (netlink), the iptables queue fallback.

@@ -6,7 +6,7 @@ import subprocess
 import time
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
-from tests.support.lab.peers import Alg, Counter, Kamailio, Sipp, recv_udp, received, send_udp
+from tests.support.lab.peers import Alg, Counter, Kamailio, Sipp, recv_udp, received, send_udp, write_config
 from tests.support.lab.messages import invite
 from tests.support.need import need_tools
 
@@ -89,8 +89,7 @@ def test_4200_oversized_datagrams_then_a_registration_and_a_call(lab, logdir):
     queue serves a registration and a call after them (the binding backend copied at most 4,016
     bytes: such a datagram never got a verdict and 4,096 of them wedged the queue)."""
     cfg = logdir + "/big.conf"
-    with open(cfg, "w") as f:
-        f.write("config sipalg 'main'\n\toption lan_sip_rate '0'\n")
+    write_config(cfg, lan_sip_rate=0)
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
         Kamailio(lab, logdir).start()

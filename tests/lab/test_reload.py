@@ -11,26 +11,12 @@ import time
 import pytest
 
 from tests.support.lab.netns import PHONES, SERVER, ROUTER_WAN
-from tests.support.lab.peers import Alg, recv_udp, received, send_udp
+from tests.support.lab.peers import Alg, recv_udp, received, send_udp, write_config
 from tests.support.lab.messages import invite
 
 OPTIONS = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.%d:%d;branch=z9hG4bKr%d\r\n"
            b"From: <sip:a@10.0.0.%d>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: r%d\r\nCSeq: 1 OPTIONS\r\n"
            b"Contact: <sip:a@10.0.0.%d:%d>\r\nContent-Length: 0\r\n\r\n")
-
-
-def write_config(path, **opts):
-    """The uci file as LuCI writes it: option NAME 'VALUE', lists for list values, a leds section."""
-    leds = opts.pop("leds", None)
-    lines = ["config sipalg 'main'"]
-    for k, v in opts.items():
-        for item in (v if isinstance(v, list) else [v]):
-            lines.append("\t%s %s '%s'" % ("list" if isinstance(v, list) else "option", k, item))
-    if leds:
-        lines.append("\nconfig leds 'leds'")
-        lines += ["\toption %s '%s'" % kv for kv in leds.items()]
-    with open(path, "w") as f:
-        f.write("\n".join(lines) + "\n")
 
 
 def options_from(lab, phone=0, port=5060, n=1, server_port=None):

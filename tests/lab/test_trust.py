@@ -12,7 +12,7 @@ import pytest
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
 from tests.support.lab.peers import (Alg, Counter, Kamailio, RtpEcho, Sipp, recv_udp, received, rtp_send,
-                                     rtp_send_bg, send_udp)
+                                     rtp_send_bg, send_udp, write_config)
 from tests.support.lab.messages import invite
 
 STRANGER = "203.0.113.66"      # an internet host the phone never talked to
@@ -147,8 +147,7 @@ def test_a_strangers_early_flow_dies_when_the_pinhole_narrows(lab, logdir):
     # media_from 'any' (relaxed) lets anyone in before the answer; narrowing must cut them off
     alg = Alg(lab, logdir, "--rtp-ports", "1024-65535").start()
     cfg = logdir + "/relaxed.conf"
-    with open(cfg, "w") as f:
-        f.write("config sipalg 'main'\n\toption media_from 'any'\n")
+    write_config(cfg, media_from="any")
     alg.stop()
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
@@ -212,8 +211,7 @@ def test_two_phones_on_the_same_ports_one_after_the_other_each_hear_their_own(la
 
 def test_one_host_at_its_caps_leaves_room_for_another_phone(lab, logdir):
     cfg = logdir + "/caps.conf"
-    with open(cfg, "w") as f:
-        f.write("config sipalg 'main'\n\toption limit_host_bindings '4'\n\toption limit_host_calls '3'\n")
+    write_config(cfg, limit_host_bindings=4, limit_host_calls=3)
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
         Kamailio(lab, logdir).start()
@@ -249,8 +247,7 @@ def test_a_lan_host_past_lan_sip_rate_passes_as_plain_nat_and_the_other_phones_a
     """One LAN device floods SIP (malware, a looping phone): past lan_sip_rate its datagrams leave as
     plain NAT, unqueued (none lost), so the daemon stays free for the other phones."""
     cfg = logdir + "/rate.conf"
-    with open(cfg, "w") as f:
-        f.write("config sipalg 'main'\n\toption lan_sip_rate '100'\n")
+    write_config(cfg, lan_sip_rate=100)
     alg = Alg(lab, logdir, "--config", cfg).start()
     try:
         n = 3000

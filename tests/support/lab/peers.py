@@ -32,6 +32,20 @@ def _env() -> dict:
     return env
 
 
+def write_config(path, **opts):
+    """The uci file as LuCI writes it: option NAME 'VALUE', lists for list values, a leds section."""
+    leds = opts.pop("leds", None)
+    lines = ["config sipalg 'main'"]
+    for k, v in opts.items():
+        for item in (v if isinstance(v, list) else [v]):
+            lines.append("\t%s %s '%s'" % ("list" if isinstance(v, list) else "option", k, item))
+    if leds:
+        lines.append("\nconfig leds 'leds'")
+        lines += ["\toption %s '%s'" % kv for kv in leds.items()]
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 class Alg:
     """`sipalg run` in the router namespace."""
 
