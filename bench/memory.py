@@ -32,8 +32,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                   # noqa: E402
 from bench import responder                                                    # noqa: E402
-from bench.routers import Router, add_daemon_options, daemon_note, describe_refusals  # noqa: E402
+from bench.routers import Router, add_daemon_options, daemon_note, describe_refusals, rss_kb  # noqa: E402
 from tests.support.lab.netns import Lab, SERVER           # noqa: E402
+from tests.support.lab.peers import _env                  # noqa: E402
 
 HERE = os.path.abspath(__file__)
 SERVER_SIP = (SERVER, 5060)
@@ -156,8 +157,6 @@ def interpreter_kb(*flags: str) -> int:
     """VmRSS of this interpreter started as the daemon is (same environment), doing nothing: the
     floor under every figure.  With "-S" it skips site (this machine's .pth files, which load
     what the daemon never asks for)."""
-    from bench.routers import rss_kb
-    from tests.support.lab.peers import _env
     p = subprocess.Popen([sys.executable, *flags, "-c", "import sys; print('ready', flush=True); sys.stdin.read()"],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=_env())
     try:
