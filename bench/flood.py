@@ -218,6 +218,7 @@ class FloodLab:
             router.stop()
             lab.conntrack_flush()
         res["killed"] = router.killed
+        res["mode"] = mode
         res["router"] = router.label if mode != "sipalg" else "sipalg/" + self.backend
         return res
 
@@ -393,7 +394,7 @@ def row(r: dict) -> str:
     cpu, rss = r["cpu"] or [0.0], r["rss"] or [0]
     legit = r["legit"]
     daemon = "%8.0f/%-4.0f %6.1f/%-6.1f" % (100 * sum(cpu) / len(cpu), 100 * max(cpu), rss[0] / 1024.0, max(rss) / 1024.0) \
-        if r["router"].startswith("sipalg") else "%13s %13s" % ("-", "-")
+        if r["mode"] == "sipalg" else "%13s %13s" % ("-", "-")
     return "%-14s %-18s %6d %9.0f %7d %9d %10d %9d %6d %7d %s %6s %5s" % (
         r["router"], r["kind"], r["rate"], r["offered"], r["sent"], r["rewritten"], r["unmodified"], r["lost"], r["other"],
         r["unseen"], daemon,
@@ -435,7 +436,7 @@ def report(results, args, elapsed) -> None:
         q = {k: v for k, v in r["queue_counters"].items() if v and k not in ("batches", "sweeps")}
         if q:
             extra.append("queue counters %s" % q)
-        if r["router"].startswith("sipalg"):
+        if r["mode"] == "sipalg":
             extra.insert(0, "CPU%% per s %s; RSS MB at 0 and per s %s" % (
                 " ".join("%.0f" % (100 * c) for c in r["cpu"]), " ".join("%.1f" % (x / 1024.0) for x in r["rss"])))
         if extra:
