@@ -76,6 +76,7 @@ class BindingTable:
         self._per_host = {}      # LAN ip -> number of signalling bindings
         self._resting = {}       # WAN port -> when it may be used again
         self._reserved = {}      # WAN port -> True: the router's own
+        self._peer_sets = {}     # peers tuple -> the same tuple: phones of one server share one
         self._used = bytearray(65536)     # 1: bound, resting, reserved or below the floor
         self._pairs = bytearray(32768)    # 1: either port of the pair 2k, 2k+1 is
         for p in range(FLOOR):
@@ -269,8 +270,9 @@ class BindingTable:
                 self.timers.schedule((REST, port), now + delay)
             self._settle(port)
 
-    def rested(self, port, now, out):
-        """A freed port's rest is over (timer)."""
+    def rested(self, key, now, out):
+        """A freed port's rest is over (timer (REST, port))."""
+        port = key[1]
         self._resting.pop(port, None)
         self._settle(port)
 
@@ -395,9 +397,9 @@ class BindingTable:
         out.actions.append(Action(CLOSE, b))
         out.events.append(BindingClosed(b) if b.kind == SIP else MediaClosed(b))
 
-    def expire(self, lan, now, out):
-        """The binding's own timer fired."""
-        b = self._by_lan.get(lan)
+    def expire(self, key, now, out):
+        """The binding's own timer (EXPIRY, lan) fired."""
+        b = self._by_lan.get(key[1])
         if b is not None:
             self.close(b, now, out)
 
@@ -412,6 +414,16 @@ class BindingTable:
         out.events.append(MediaNarrowed(snap) if old.remote is None else MediaMoved(snap, old.remote))
         return True
 
+    def shared_peers(self, peers):
+        """The one tuple every binding with these peers holds: a thousand phones of one
+        registrar hold one (registrar,), not a thousand.  Forgotten wholesale past 256."""
+        shared = self._peer_sets.get(peers)
+        if shared is None:
+            if len(self._peer_sets) >= 256:
+                self._peer_sets = {}
+            shared = self._peer_sets[peers] = peers
+        return shared
+
     def add_peer(self, b, ip, out):
         """Let ip start new flows through signalling binding b; False when b is at its peer cap."""
         peers = b.peers
@@ -420,7 +432,7 @@ class BindingTable:
         if len(peers) >= self._cap("limit_binding_peers"):
             return False
         old = b.copy()
-        b.peers = peers + (ip,)
+        b.peers = self.shared_peers(peers + (ip,))
         snap = b.copy()
         out.actions.append(Action(MOVE, snap, old=old))
         out.events.append(PeerAdmitted(snap, ip))

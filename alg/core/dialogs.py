@@ -273,7 +273,7 @@ class Dialogs:
     # -- timers
 
     def expire(self, key, now, out):
-        call = self._calls.get(key)
+        call = self._calls.get(key[1])
         if call is not None:
             self.end(call, EXPIRED, now, out)
 

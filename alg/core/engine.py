@@ -101,7 +101,8 @@ class Engine:
             b"CANCEL": (calls.cancel, None),
             b"OPTIONS": (self._options, None),
         }
-        # timer kind -> what expires (timers.py keys are (kind, key))
+        # timer kind -> what expires, given the timer's key: (kind, what) as a rule, a
+        # registration's own (kind, Call-ID, lan) key
         self.expiry = {
             BINDING_EXPIRY: self.table.expire,
             PORT_REST: self.table.rested,
@@ -135,8 +136,8 @@ class Engine:
         so one pass never holds SIP up); an Outcome with the actions and events."""
         out = Outcome()
         expiry = self.expiry
-        for kind, key in self.timers.due(now, limit):
-            expiry[kind](key, now, out)
+        for key in self.timers.due(now, limit):
+            expiry[key[0]](key, now, out)
         return out
 
     def next_deadline(self):

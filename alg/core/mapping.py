@@ -39,7 +39,7 @@ def signalling_binding(table, policy, lan, ctx):
             ctx.events.append(Refused("signalling", lan, why))
             return None
         if ctx.from_lan and ctx.remote is not None:
-            b.peers = (ctx.remote[0],)              # where the device sends: its first peer
+            b.peers = table.shared_peers((ctx.remote[0],))   # where the device sends: its first peer
     table.hold(b, IDLE, until, now, ctx, created, ctx.remote if ctx.from_lan else None)
     ctx.bound.append(b)
     return b

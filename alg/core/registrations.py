@@ -39,8 +39,9 @@ class PendingRegister:
 class Registration:
     """One contact the registrar accepted for a LAN device.
 
-    Its key, (Call-ID, LAN ip:port), is also the owner under which it holds
-    its binding: one tuple per registration, however many tables name it."""
+    Its key, ("registration", Call-ID, LAN ip:port), is also its timer's key
+    and the owner under which it holds its binding: one tuple per
+    registration, however many tables name it."""
 
     __slots__ = ("key", "aor", "wan", "expires_at")
 
@@ -52,11 +53,11 @@ class Registration:
 
     @property
     def call_id(self):
-        return self.key[0]
+        return self.key[1]
 
     @property
     def lan(self):
-        return self.key[1]
+        return self.key[2]
 
     def owner(self):
         """The key under which this registration holds its binding."""
@@ -92,8 +93,8 @@ def _expires_value(msg):
 class Registrations:
     """Pending REGISTERs and accepted registrations, by (Call-ID, LAN ip:port).
 
-    Counted per LAN address (is_registered) and per LAN host (the caps), and
-    indexed by Call-ID, so no message costs a walk over them all."""
+    Listed per LAN host: the caps count them there, and a Contact: * or a
+    keep-alive looks only at its own host's, never at them all."""
 
     def __init__(self, policy, table, timers):
         self.policy = policy
@@ -101,10 +102,8 @@ class Registrations:
         self.timers = timers
         self._pending = {}       # (call_id, cseq) -> PendingRegister
         self._pending_host = {}  # LAN ip -> number pending
-        self._regs = {}          # (call_id, lan) -> Registration
-        self._per_lan = {}       # lan -> number of registrations
-        self._per_host = {}      # LAN ip -> number of registrations
-        self._by_call = {}       # call_id -> (lan, ...): one or two as a rule, so a tuple
+        self._regs = {}          # (EXPIRY, call_id, lan) -> Registration
+        self._by_host = {}       # LAN ip -> [key, ...]: at most limit_host_registrations
 
     def __len__(self):
         return len(self._regs)
@@ -113,10 +112,13 @@ class Registrations:
         return list(self._regs.values())
 
     def is_registered(self, lan):
-        return lan in self._per_lan
+        for key in self._by_host.get(lan[0], ()):
+            if key[2] == lan:
+                return True
+        return False
 
     def host_registrations(self, ip):
-        return self._per_host.get(ip, 0)
+        return len(self._by_host.get(ip, ()))
 
     # -- handlers (engine.py's method table)
 
@@ -165,11 +167,11 @@ class Registrations:
         new = 0
         for lan, wan, exp in p.contacts:
             secs = exp if exp is not None else asked
-            if secs != 0 and (p.call_id, lan) not in self._regs:
+            if secs != 0 and (EXPIRY, p.call_id, lan) not in self._regs:
                 new += 1
         if not new:
             return None
-        if self._per_host.get(host, 0) + new > lim("limit_host_registrations"):
+        if self.host_registrations(host) + new > lim("limit_host_registrations"):
             return HOST_REGISTRATIONS
         if len(self._regs) + new > lim("limit_registrations"):
             return REGISTRATIONS
@@ -213,13 +215,12 @@ class Registrations:
             listed.extend(contacts(h))
         eh = _expires_value(msg)
         if p.remove_all:
-            for lan in self._by_call.get(call_id, ()):
-                if lan[0] == p.phone[0]:
-                    self._remove((call_id, lan), now, ctx, "registrar")
+            for key in [k for k in self._by_host.get(p.phone[0], ()) if k[1] == call_id]:
+                self._remove(key, now, ctx, "registrar")
         for lan_wan in p.contacts:
             secs = granted_expires(p, lan_wan, listed, eh)
             lan = lan_wan[0]
-            key = (call_id, lan)
+            key = (EXPIRY, call_id, lan)
             if secs <= 0:
                 if not self._remove(key, now, ctx, "registrar"):
                     ctx.events.append(Deregistered(p.aor, lan, "registrar"))
@@ -228,14 +229,16 @@ class Registrations:
             until = self.policy.registration_until(secs, now)
             reg = self._regs.get(key)
             if reg is None:
-                self._per_lan[lan] = self._per_lan.get(lan, 0) + 1
-                self._per_host[lan[0]] = self._per_host.get(lan[0], 0) + 1
-                self._by_call[call_id] = self._by_call.get(call_id, ()) + (lan,)
+                listed_here = self._by_host.get(lan[0])
+                if listed_here is None:
+                    self._by_host[lan[0]] = [key]
+                else:
+                    listed_here.append(key)
             else:
-                key = reg.key               # the tuple the binding's owners already hold
+                key = reg.key               # the tuple the timer and the binding's owners already hold
             reg = Registration(key, p.aor, lan_wan[1], now + secs)
             self._regs[key] = reg
-            self.timers.schedule((EXPIRY, key), until)
+            self.timers.schedule(key, until)
             b = self.table.lookup_lan(lan)
             if b is not None:
                 self.table.hold(b, reg.owner(), until, now, ctx, timed=True)
@@ -244,22 +247,15 @@ class Registrations:
     def _remove(self, key, now, out, why):
         """Forget a registration and let go of its binding; False when there was none."""
         reg = self._regs.pop(key, None)
-        self.timers.cancel((EXPIRY, key))
-        call_id, lan = key
+        self.timers.cancel(key)
+        lan = key[2]
         if reg is None:
             self.table.release(lan, key, now, out)
             return False
-        for counts, k in ((self._per_lan, lan), (self._per_host, lan[0])):
-            n = counts.get(k, 1) - 1
-            if n > 0:
-                counts[k] = n
-            else:
-                counts.pop(k, None)
-        lans = tuple(x for x in self._by_call.get(call_id, ()) if x != lan)
-        if lans:
-            self._by_call[call_id] = lans
-        else:
-            self._by_call.pop(call_id, None)
+        listed_here = self._by_host[lan[0]]
+        listed_here.remove(key)
+        if not listed_here:
+            del self._by_host[lan[0]]
         out.events.append(Deregistered(reg.aor, lan, why))
         self.table.release(lan, reg.owner(), now, out)
         return True
@@ -267,7 +263,7 @@ class Registrations:
     # -- timers
 
     def expire_pending(self, key, now, out):
-        self._forget_pending(key)
+        self._forget_pending(key[1])
 
     def expire(self, key, now, out):
         self._remove(key, now, out, "expired")

@@ -1,9 +1,12 @@
 """Expiry heap: O(log n) per timer, no scan of all bindings.
 
-A binary heap of (deadline, seq, key) with lazy deletion: rescheduling or
+A binary heap of (deadline, key) with lazy deletion: rescheduling or
 cancelling a key only updates a dict, and stale heap entries are skipped
 when they surface (and swept out when they outnumber the live ones).
-Entries compare as tuples; seq is unique, so keys are never compared.
+Entries compare as tuples, so keys with one deadline are compared: a key is
+(kind, ...) with a str kind and, per kind, values of one type each (the
+engine's keys; no sequence number per timer, which 10k registrations would
+pay 36 bytes each for).
 CPython's heapq does the sifting in C; MicroPython's heapq differs between
 ports, so there the heap is sifted here.
 """
@@ -18,9 +21,8 @@ else:
 
 class Timers:
     def __init__(self):
-        self._heap = []          # [(when, seq, key)]
+        self._heap = []          # [(when, key)]
         self._live = {}          # key -> its live heap entry (the same tuple: one per timer)
-        self._seq = 0
 
     def __len__(self):
         return len(self._live)
@@ -31,13 +33,11 @@ class Timers:
 
     def schedule(self, key, when):
         """Set key's deadline, replacing any earlier one."""
-        seq = self._seq + 1
-        self._seq = seq
         live = self._live
         old = live.get(key)
         if old is not None:
-            key = old[2]             # the key object the heap holds already: stale entries share it
-        entry = live[key] = (when, seq, key)
+            key = old[1]             # the key object the heap holds already: stale entries share it
+        entry = live[key] = (when, key)
         heap = self._heap
         if _heappush is not None:
             _heappush(heap, entry)
@@ -61,7 +61,7 @@ class Timers:
             self._drop_stale()
             if not heap or heap[0][0] > now:
                 return out
-            when, seq, key = _heappop(heap) if _heappop is not None else _pop(heap)
+            when, key = _heappop(heap) if _heappop is not None else _pop(heap)
             del self._live[key]
             out.append(key)
         return out
@@ -73,7 +73,7 @@ class Timers:
         live = self._live
         while heap:
             top = heap[0]
-            if live.get(top[2]) is top:
+            if live.get(top[1]) is top:
                 return
             if _heappop is not None:
                 _heappop(heap)

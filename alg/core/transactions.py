@@ -46,7 +46,8 @@ class Transactions:
         entry = self._sent_by.get(branch)
         return None if entry is None else entry[0]
 
-    def expire(self, branch, now, out):
+    def expire(self, key, now, out):
+        branch = key[1]
         entry = self._sent_by.pop(branch, None)
         if entry is not None:
             n = self._per_host.get(entry[1], 1) - 1

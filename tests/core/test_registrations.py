@@ -100,3 +100,50 @@ def test_idle_binding_expires_without_registration():
     assert e.next_deadline() is not None
     acts = e.expire(181.0).actions
     assert "close sip" in kinds(acts)
+
+
+def _register_ok(wan, call_id, cseq, branch, contact):
+    via = "SIP/2.0/UDP %s:%d;branch=%s;rport=%d;received=%s" % (wan[0], wan[1], branch, wan[1], wan[0])
+    return response(200, "OK", via, call_id, cseq, "REGISTER", contact=contact)
+
+
+def _registered(e, lan, call_id, n=1):
+    """lan registers under call_id; its WAN ip:port."""
+    ip, port = lan
+    r = e.handle(OUT, lan, SERVER, register(ip, port, call_id=call_id, branch="z9hG4bKr%d" % n), float(n))
+    wan = r.snat
+    e.handle(IN, SERVER, wan, _register_ok(wan, call_id, 1, "z9hG4bKr%d" % n,
+                                           "<sip:alice@%s:%d>;expires=3600" % wan), float(n))
+    return wan
+
+
+def test_contact_star_removes_that_call_ids_registrations_on_the_phones_host_only():
+    """RFC 3261 10.2.2: Contact: * with Expires: 0 removes every contact of that Call-ID.  Only
+    the sending host's are ours to drop: the same Call-ID from another host, or another Call-ID
+    on this host, stay registered."""
+    e = engine()
+    a, a2, other = ("10.0.0.2", 5060), ("10.0.0.2", 5062), ("10.0.0.3", 5060)
+    wan_a = _registered(e, a, "shared@x", 1)
+    _registered(e, a2, "own@x", 2)
+    _registered(e, other, "shared@x", 3)
+    assert len(e.registrations) == 3 and e.registrations.host_registrations("10.0.0.2") == 2
+    e.handle(OUT, a, SERVER, register(contact="*", expires=0, call_id="shared@x", cseq=2, branch="z9hG4bKr9"), 10.0)
+    r = e.handle(IN, SERVER, wan_a, _register_ok(wan_a, "shared@x", 2, "z9hG4bKr9", None), 10.1)
+    gone = [ev for ev in r.events if type(ev).__name__ == "Deregistered"]
+    assert [ev.lan for ev in gone] == [a]
+    assert sorted(reg.lan for reg in e.registrations.all()) == [a2, other]
+    assert e.registrations.host_registrations("10.0.0.2") == 1
+    assert e.registrations.is_registered(a2) and not e.registrations.is_registered(a)
+    assert e.registrations.is_registered(other)
+
+
+def test_a_host_at_its_registration_cap_registers_again_once_one_expires():
+    e = Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], limit_host_registrations=2, registration_margin=0))
+    for n, port in enumerate((5060, 5062, 5064), 1):
+        _registered(e, ("10.0.0.2", port), "c%d@x" % n, n)
+    assert sorted(reg.lan[1] for reg in e.registrations.all()) == [5060, 5062]   # the third was refused
+    e.expire(3601.5)                                       # the first's hour is up, the second's not
+    assert [reg.lan[1] for reg in e.registrations.all()] == [5062]
+    assert e.registrations.host_registrations("10.0.0.2") == 1
+    _registered(e, ("10.0.0.2", 5064), "c3@x", 3602)
+    assert sorted(reg.lan[1] for reg in e.registrations.all()) == [5062, 5064]

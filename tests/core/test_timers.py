@@ -66,3 +66,30 @@ def test_due_hands_out_at_most_limit_and_keeps_the_rest():
     assert first == [("k", 0), ("k", 1), ("k", 2), ("k", 3)]
     assert t.next_deadline() == 4.0 and len(t) == 6
     assert t.due(100.0) == [("k", i) for i in range(4, 10)]
+
+
+def test_every_kind_of_engine_key_compares_with_every_other_at_one_deadline():
+    """Entries carry no sequence number, so keys due at the same moment are compared: the
+    engine's keys of every kind (binding, port rest, transaction, pending REGISTER,
+    registration, call) must order against each other without a TypeError."""
+    from alg.core.config import Config
+    from alg.core.engine import Engine, OUT, IN
+    from sipmsgs import PHONE, SERVER, WAN, WAN_IP, invite, register, response
+    e = Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], rtp_ports=(6000, 6999), port_reuse_delay=30))
+    e.handle(OUT, ("10.0.0.6", 5080), SERVER, b"\r\n\r\n", 0.0)                      # idle binding ...
+    e.expire(181.0)                                                                 # ... closed: its port rests
+    e.handle(OUT, PHONE, SERVER, register(), 182.0)
+    via = "SIP/2.0/UDP 203.0.113.1:5060;branch=z9hG4bKreg1;rport=5060;received=203.0.113.1"
+    e.handle(IN, SERVER, WAN, response(200, "OK", via, "reg1@10.0.0.2", 1, "REGISTER",
+                                       contact="<sip:alice@203.0.113.1:5060>;expires=600"), 182.1)
+    e.handle(OUT, PHONE, SERVER, register(cseq=2, branch="z9hG4bKreg2"), 183.0)        # pending
+    e.handle(OUT, PHONE, SERVER, invite(), 184.0)                                    # a call
+    e.handle(OUT, ("10.0.0.5", 5070), SERVER, register(ip="10.0.0.5", port=5070, call_id="r5", branch="z9hG4bKr5")
+             .replace(b"10.0.0.5:5070;branch", b"10.0.0.5:05070;branch"), 185.0)  # a sent-by kept
+    keys = list(e.timers._live)
+    kinds = sorted(set(k[0] for k in keys))
+    assert kinds == ["binding", "call", "pending-register", "port-rest", "registration", "transaction"], kinds
+    t = Timers()
+    for k in keys + keys[::-1]:
+        t.schedule(k, 7.0)
+    assert sorted(t.due(7.0), key=repr) == sorted(keys, key=repr)
