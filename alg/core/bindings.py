@@ -51,7 +51,7 @@ class Binding:
         self.expires = expires      # absolute engine time
         self.peers = peers          # signalling: the remote ips that may start a flow through it
         self.tag = tag              # media: its call (dialogs.call_tag), kept in the kernel beside it
-        self.owners = None          # [owner, deadline, timed, ...] (BindingTable's; None: nobody)
+        self.owners = None          # (owner, deadline, owner, deadline, ...) (BindingTable's; None: nobody)
 
     def copy(self):
         return Binding(self.lan, self.wan, self.kind, self.expires, self.remote, self.peers, self.tag)
@@ -308,7 +308,7 @@ class BindingTable:
         if b.kind == SIP:
             self._per_host[b.lan[0]] = self._per_host.get(b.lan[0], 0) + 1
         self._add(b)
-        b.owners = [RESTORED, b.expires, False]
+        b.owners = (RESTORED, b.expires)
         if self.timers is not None:
             self.timers.schedule((EXPIRY, b.lan), b.expires)
 
@@ -318,19 +318,20 @@ class BindingTable:
         """Whether anyone holds b yet (a binding nobody holds is not in the kernel)."""
         return b.owners is not None
 
-    def hold(self, b, owner, deadline, now, out, created=False, toward=None, timed=False):
+    def hold(self, b, owner, deadline, now, out, created=False, toward=None):
         """Let owner keep b open until deadline; tell the kernel when that moves its expiry.
 
         out collects actions and events (a message's context or an expiry's outcome); toward is
-        the (ip, port) a new binding's first datagram goes to (its OPEN action carries it); timed:
-        the owner has a timer of its own that lets go of b at its deadline (a registration)."""
+        the (ip, port) a new binding's first datagram goes to (its OPEN action carries it).
+        An owner that is a tuple (a registration's or a call's key) has a timer of its own that
+        lets go of b at its deadline; a str (IDLE, RESTORED) has none."""
         lan = b.lan
         owners = b.owners
         if owners is None:
-            owners = b.owners = [owner, deadline, timed]
+            owners = b.owners = (owner, deadline)
             until = deadline
         else:
-            until = _hold(b, owner, deadline, timed)
+            until = _hold(b, owner, deadline)
         if created:
             b.expires = until
             snap = b.copy()
@@ -351,7 +352,7 @@ class BindingTable:
         # call's timer lets go of it, and the last one closes it.
         if b.kind == SIP:
             self._own_timer(b, until)
-        elif RESTORED in owners[::3]:
+        elif _owner_index(b.owners, RESTORED) >= 0:
             self.timers.schedule((EXPIRY, lan), until)
 
     def _own_timer(self, b, until):
@@ -361,8 +362,8 @@ class BindingTable:
         10k timers, not 20k."""
         key = (EXPIRY, b.lan)
         owners = b.owners
-        for i in range(0, len(owners), 3):
-            if owners[i + 1] == until and not owners[i + 2]:
+        for i in range(0, len(owners), 2):
+            if owners[i + 1] == until and type(owners[i]) is str:
                 if self.timers.deadline(key) != until:
                     self.timers.schedule(key, until)
                 return
@@ -374,14 +375,14 @@ class BindingTable:
         owners = b.owners if b is not None else None
         if owners is None:
             return
-        _let_go(owners, owner)
+        owners = b.owners = _let_go(owners, owner)
         if b.kind != SIP:
             if not owners:
                 self.close(b, now, out)
             return
         # A signalling binding outlives its registrations by the idle time
         # since its last packet, as MASQUERADE would have kept it.
-        until = max(owners[1::3]) if owners else now
+        until = _latest(owners) if owners else now
         if until <= now:
             self.close(b, now, out)
             return
@@ -439,24 +440,39 @@ class BindingTable:
         return True
 
 
-# Owners are a flat list of (owner, deadline, timed) triples, not a dict: a binding has
-# one to three of them, and 10k registrations' bindings would otherwise carry 10k small dicts.
+# Owners are one flat tuple of (owner, deadline) pairs, not a dict or a list: a binding has
+# one to three of them, and 10k registrations' bindings would otherwise carry 10k small dicts
+# (a tuple is one allocation, sized exactly; a change makes a new one).  No stepped slices:
+# MicroPython's tuples don't have them.
 
-def _hold(b, owner, deadline, timed):
+def _owner_index(owners, owner):
+    for i in range(0, len(owners), 2):
+        if owners[i] == owner:
+            return i
+    return -1
+
+
+def _latest(owners):
+    """The latest deadline among the owners."""
+    latest = owners[1]
+    for i in range(3, len(owners), 2):
+        if owners[i] > latest:
+            latest = owners[i]
+    return latest
+
+
+def _hold(b, owner, deadline):
     """Set owner's deadline among b's owners; the latest deadline of them all."""
     owners = b.owners
-    for i in range(0, len(owners), 3):
-        if owners[i] == owner:
-            owners[i + 1] = deadline
-            owners[i + 2] = timed
-            break
+    i = _owner_index(owners, owner)
+    if i >= 0:
+        owners = b.owners = owners[:i + 1] + (deadline,) + owners[i + 2:]
     else:
-        owners = b.owners = owners + [owner, deadline, timed]   # sized exactly, where append over-allocates
-    return max(owners[1::3]) if len(owners) > 3 else deadline
+        owners = b.owners = owners + (owner, deadline)
+    return _latest(owners) if len(owners) > 2 else deadline
 
 
 def _let_go(owners, owner):
-    for i in range(0, len(owners), 3):
-        if owners[i] == owner:
-            del owners[i:i + 3]
-            return
+    """owners without owner's pair."""
+    i = _owner_index(owners, owner)
+    return owners if i < 0 else owners[:i] + owners[i + 2:]

@@ -241,7 +241,7 @@ class Registrations:
             self.timers.schedule(key, until)
             b = self.table.lookup_lan(lan)
             if b is not None:
-                self.table.hold(b, reg.owner(), until, now, ctx, timed=True)
+                self.table.hold(b, reg.owner(), until, now, ctx)
             ctx.events.append(Registered(p.aor, lan, lan_wan[1], secs))
 
     def _remove(self, key, now, out, why):
