@@ -66,6 +66,22 @@ def test_element_layout():
     assert nft.element(b"\x13\xc4") == nest(1, nest(1, nla(1, b"\x13\xc4")))
 
 
+@pytest.mark.parametrize("klen", [1, 2, 3, 4, 6, 8, 16])
+@pytest.mark.parametrize("dlen", [None, 2, 5, 8])
+def test_element_is_packed_as_its_nested_attributes_for_every_padding(klen, dlen):
+    """element() packs directly (it runs before a new binding's verdict): the same bytes as the
+    attributes nested one by one, whatever padding key and data need, with a comment too."""
+    key = bytes(range(1, klen + 1))
+    data = None if dlen is None else bytes(range(100, 100 + dlen))
+    parts = [nest(1, nla(1, key))]
+    if data is not None:
+        parts.append(nest(2, nla(1, data)))
+    assert nft.element(key, data) == nest(1, *parts)
+    udata = nft.comment_udata("c7")
+    assert nft.element(key, data, 5000, 4000, "c7") == nest(1, *parts, nla(4, struct.pack(">Q", 5000)),
+                                                            nla(5, struct.pack(">Q", 4000)), nla(6, udata))
+
+
 def test_setelem_message_layout():
     elem = nft.element(b"\x13\xc4")
     got = nft.setelem_message(nft.NFT_MSG_DELSETELEM, 2, "sipalg", "sip_wanports", [elem], 9, flags=4)

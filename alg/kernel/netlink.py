@@ -491,6 +491,26 @@ class NetlinkSocket:
                     self._other(mtype, flags, seq, body)
         return result
 
+    def errors(self, msgs: Sequence[bytes]) -> Dict[int, NetlinkError]:
+        """Send `msgs`, none of which asks for an ack, and return the errors the kernel answered
+        with (seq -> error; empty: all done).  Only for requests the kernel handles in full
+        before sendmsg returns (an nfnetlink batch: its errors are delivered at its end, in the
+        sender's context), so what is queued then is all there will be; nothing is waited for.
+        An overrun raises Overrun: errors may have been lost."""
+        self.send_all(msgs)
+        result: Dict[int, NetlinkError] = {}
+        while True:
+            buf = self.recv()
+            if buf is None:
+                return result
+            for mtype, flags, seq, _pid, body in iter_messages(buf):
+                if mtype == NLMSG_ERROR:
+                    ev = parse_error(body, seq, flags)
+                    if isinstance(ev, NetlinkError):
+                        result[ev.seq] = ev
+                        continue
+                self._other(mtype, flags, seq, body)
+
     def request(self, msg: bytes, what: str = "netlink request") -> List[Message]:
         """One request with NLM_F_ACK set by the caller; its answers (if any), or its error raised."""
         seq = NLMSG_HDR.unpack_from(msg)[3]

@@ -7,6 +7,7 @@ elements are written, refreshed and deleted with NfTables and checked with
 import json
 import os
 import select
+import struct
 import subprocess
 import time
 
@@ -113,6 +114,33 @@ def test_one_bad_element_fails_alone():
         got = _listed()
         assert sorted(got["media_open"]) == list(range(6000, 6010)) and 5060 in got["sip_wanports"]
         assert nft.commits == 2                               # the batch, then once without the bad ones
+    finally:
+        nft.close()
+
+
+@in_private_netns
+def test_a_batch_that_goes_through_leaves_nothing_to_read():
+    """No element message asks for an ack: the kernel answers only failures, and has answered
+    them by the time sendmsg returns, so a good batch leaves the socket empty (the daemon reads
+    nothing before a new binding's verdict) and a bad one has its errors queued already."""
+    _install()
+    nft = NfTables("ip", "sipalg")
+    try:
+        sent = []
+        send = nft.nl.send
+        nft.nl.send = lambda data: (sent.append(bytes(data)), send(data))[1]
+        b = nft.batch()
+        b.add("lan2wan", ("10.0.0.2", 5060), 5060, timeout=30).add("sip_wanports", 5060, timeout=30)
+        assert b.commit() == [] and nft.commits == 1
+        assert select.select([nft.nl.sock], [], [], 0)[0] == []     # nothing answered, nothing to read
+        flags = []
+        data = sent[0]
+        while data:
+            n, mtype, f = struct.unpack_from("=IHH", data)
+            flags.append((mtype & 0xFF, f & 0x4))                   # NLM_F_ACK
+            data = data[(n + 3) & ~3:]
+        assert flags == [(0x10, 0), (12, 0), (12, 0), (0x11, 0)]    # BEGIN, NEWSETELEM x2, END: no ack asked
+        assert "sip_wanports" in _listed() and 5060 in _listed()["sip_wanports"]
     finally:
         nft.close()
 
