@@ -442,23 +442,29 @@ class BindingTable:
 
 # Owners are one flat tuple of (owner, deadline) pairs, not a dict or a list: a binding has
 # one to three of them, and 10k registrations' bindings would otherwise carry 10k small dicts
-# (a tuple is one allocation, sized exactly; a change makes a new one).  No stepped slices:
-# MicroPython's tuples don't have them.
+# (a tuple is one allocation, sized exactly; a change makes a new one).  Searches run in C:
+# an owner (a str or a tuple) never equals a deadline (a float), so index() finds it.
 
 def _owner_index(owners, owner):
-    for i in range(0, len(owners), 2):
-        if owners[i] == owner:
-            return i
-    return -1
+    try:
+        return owners.index(owner)
+    except ValueError:
+        return -1
 
 
-def _latest(owners):
-    """The latest deadline among the owners."""
-    latest = owners[1]
-    for i in range(3, len(owners), 2):
-        if owners[i] > latest:
-            latest = owners[i]
-    return latest
+try:
+    max((0.0, 1.0)[1::2])
+
+    def _latest(owners):
+        """The latest deadline among the owners."""
+        return max(owners[1::2])
+except NotImplementedError:          # MicroPython: tuples have no stepped slices
+    def _latest(owners):
+        latest = owners[1]
+        for i in range(3, len(owners), 2):
+            if owners[i] > latest:
+                latest = owners[i]
+        return latest
 
 
 def _hold(b, owner, deadline):
