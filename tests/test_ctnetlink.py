@@ -4,6 +4,7 @@ Expected bytes are packed by hand with literal numbers, never with the
 module's helpers.  No root needed; tests/lab/test_ctnetlink_kernel.py runs
 them against real flows.
 """
+import socket
 import struct
 
 import pytest
@@ -24,6 +25,18 @@ def test_delete_names_the_original_tuple_and_id():
     got = ct.delete_message(7, ct.Tuple("10.0.0.2", "192.0.2.2", 5060, 5060), id=0x01020304)
     body = b"\x02\x00\x00\x00" + tuple_(1, "10.0.0.2", "192.0.2.2", 5060, 5060) + nla(12, b"\x01\x02\x03\x04")
     assert got == nlmsg(0x0102, 1 | 4, 7, body)                  # NFNL_SUBSYS_CTNETLINK << 8 | CT_DELETE
+
+
+@pytest.mark.parametrize("t", [ct.Tuple("203.0.113.10", "203.0.113.1", 5060, 5062),
+                               ct.Tuple("10.0.0.2", "198.51.100.7", 0, 65535, 6)])
+def test_a_whole_tuple_packs_as_its_attributes_nested(t):
+    """tuple_attr packs a whole Tuple in one go (a lookup before a new binding's verdict): the same
+    bytes as the attributes nested one by one, which a Match naming every field still builds."""
+    ip = nest(1, nla(1, socket.inet_aton(t.src)), nla(2, socket.inet_aton(t.dst)))
+    proto = nest(2, nla(1, bytes((t.proto,))), nla(2, struct.pack(">H", t.sport)), nla(3, struct.pack(">H", t.dport)))
+    assert ct.tuple_attr(ct.CTA_TUPLE_REPLY, t) == nest(ct.CTA_TUPLE_REPLY, ip, proto)
+    assert ct.tuple_attr(ct.CTA_TUPLE_REPLY, ct.Match(t.src, t.dst, t.sport, t.dport), t.proto) == \
+        nest(ct.CTA_TUPLE_REPLY, ip, proto)
 
 
 def test_dump_filters_by_both_tuples():

@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import errno
 import socket
+import struct
 from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
 
 from alg.kernel import netlink as nl
-from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
-                                NetlinkSocket, attr, attr_be16, attr_be32, attr_u8, attr_u32, get_be16, get_be32,
+from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP,
+                                NLM_F_REQUEST, NetlinkSocket, attr, attr_be16, attr_be32, attr_u8, attr_u32, get_be16, get_be32,
                                 nested, parse_attrs)
 
 # enum cntl_msg_types
@@ -150,9 +151,20 @@ def _is_ipv4(a: str) -> bool:
 # -- messages
 
 
+# A whole tuple packed at once (clear_the_way looks one up before a new binding's verdict):
+# outer, CTA_TUPLE_IP {V4_SRC, V4_DST}, CTA_TUPLE_PROTO {NUM u8, SRC_PORT be16, DST_PORT be16}
+_WHOLE_TUPLE = struct.Struct("=HH HH HH4s HH4s HH HHB3x HH2s2x HH2s2x")
+
+
 def tuple_attr(ctype: int, t: Union[Tuple, Match], proto: int = IPPROTO_UDP) -> bytes:
     """CTA_TUPLE_ORIG/REPLY { CTA_TUPLE_IP { V4_SRC, V4_DST }, CTA_TUPLE_PROTO { NUM, SRC_PORT, DST_PORT } };
     a Match gives only the fields it names."""
+    if isinstance(t, Tuple) and 0 <= t.sport <= 0xFFFF and 0 <= t.dport <= 0xFFFF:
+        return _WHOLE_TUPLE.pack(52, ctype | NLA_F_NESTED, 20, CTA_TUPLE_IP | NLA_F_NESTED,
+                                 8, CTA_IP_V4_SRC, socket.inet_aton(t.src), 8, CTA_IP_V4_DST, socket.inet_aton(t.dst),
+                                 28, CTA_TUPLE_PROTO | NLA_F_NESTED, 5, CTA_PROTO_NUM, t.proto,
+                                 6, CTA_PROTO_SRC_PORT, t.sport.to_bytes(2, "big"),
+                                 6, CTA_PROTO_DST_PORT, t.dport.to_bytes(2, "big"))
     ip = []
     if t.src is not None:
         ip.append(attr(CTA_IP_V4_SRC, socket.inet_aton(t.src)))
@@ -257,14 +269,16 @@ class Conntrack:
 
     def by_reply(self, t: Tuple) -> Optional[Flow]:
         """The entry whose reply tuple is t (one hash lookup in the kernel), or None."""
+        # No ack asked for: the kernel answers a get inside our sendmsg, with the entry or an
+        # error (ENOENT: none), so both are queued when it returns and nothing is waited for.
         seq = self.nl.seq()
-        msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(CTA_TUPLE_REPLY, t, t.proto), NLM_F_ACK, seq)
-        replies: Dict[int, List[nl.Message]] = {}
-        err = self.nl.transact([msg], [seq], replies=replies).get(seq)
+        msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(CTA_TUPLE_REPLY, t, t.proto), 0, seq)
+        replies: List[nl.Message] = []
+        err = self.nl.errors([msg], replies).get(seq)
         if err is not None and err.errno != errno.ENOENT:
             raise err.named("conntrack get")
-        for mtype, _f, _s, body in replies.get(seq, []):
-            if mtype == CT_NEW:
+        for mtype, _f, s, body in replies:
+            if mtype == CT_NEW and s == seq:
                 return parse_flow(body)
         return None
 

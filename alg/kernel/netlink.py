@@ -491,12 +491,13 @@ class NetlinkSocket:
                     self._other(mtype, flags, seq, body)
         return result
 
-    def errors(self, msgs: Sequence[bytes]) -> Dict[int, NetlinkError]:
+    def errors(self, msgs: Sequence[bytes], replies: Optional[List[Message]] = None) -> Dict[int, NetlinkError]:
         """Send `msgs`, none of which asks for an ack, and return the errors the kernel answered
-        with (seq -> error; empty: all done).  Only for requests the kernel handles in full
-        before sendmsg returns (an nfnetlink batch: its errors are delivered at its end, in the
-        sender's context), so what is queued then is all there will be; nothing is waited for.
-        An overrun raises Overrun: errors may have been lost."""
+        with (seq -> error; empty: all done); other answers go to `replies` when given.  Only
+        for requests the kernel handles in full before sendmsg returns (an nfnetlink batch,
+        whose errors are delivered at its end in the sender's context; a ctnetlink get), so
+        what is queued then is all there will be: nothing is waited for.  An overrun raises
+        Overrun: answers may have been lost."""
         self.send_all(msgs)
         result: Dict[int, NetlinkError] = {}
         while True:
@@ -509,6 +510,9 @@ class NetlinkSocket:
                     if isinstance(ev, NetlinkError):
                         result[ev.seq] = ev
                         continue
+                elif replies is not None:
+                    replies.append((mtype, flags, seq, bytes(body)))
+                    continue
                 self._other(mtype, flags, seq, body)
 
     def request(self, msg: bytes, what: str = "netlink request") -> List[Message]:
