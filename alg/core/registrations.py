@@ -91,7 +91,7 @@ def _expires_value(msg):
 
 
 class Registrations:
-    """Pending REGISTERs and accepted registrations, by (Call-ID, LAN ip:port).
+    """Pending REGISTERs by (Call-ID, CSeq), and accepted registrations by their key.
 
     Listed per LAN host: the caps count them there, and a Contact: * or a
     keep-alive looks only at its own host's, never at them all."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import errno
 import socket
 import struct
-from typing import Callable, Dict, List, NamedTuple, Optional, Sequence, Union
+from typing import Callable, List, NamedTuple, Optional, Sequence, Union
 
 from alg.kernel import netlink as nl
 from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_CTNETLINK, NLA_F_NESTED, NLM_F_ACK, NLM_F_DUMP,

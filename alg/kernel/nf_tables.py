@@ -52,7 +52,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 from alg.kernel import netlink as nl
 from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFNLGRP_NFTABLES, NLM_F_ACK,
                                 NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkError, NetlinkSocket, attr,
-                                attr_be32, attr_be64, attr_str, get_be32, get_be64, get_str, nested, parse_attrs)
+                                attr_be32, attr_str, get_be32, get_be64, get_str, parse_attrs)
 
 # enum nf_tables_msg_types
 NFT_MSG_NEWTABLE = 0
@@ -310,7 +310,7 @@ def setelem_message(op: int, family: int, table: str, set_name: str, elements: S
         body = _NLA(4 + len(body), _ELEMENTS_HDR) + body
     else:
         body = b""
-    return nl.NLMSG_HDR.pack(16 + len(head) + len(body), (NFNL_SUBSYS_NFTABLES << 8) | op,
+    return nl.NLMSG_HDR.pack(16 + len(head) + len(body), nl.nfnl_type(NFNL_SUBSYS_NFTABLES, op),
                              NLM_F_REQUEST | flags, seq, 0) + head + body
 
 
@@ -485,15 +485,15 @@ class NfTables:
 
     # -- commits
 
-    def _send(self, msgs: List[Tuple[int, bool, bytes]]) -> Tuple[Dict[int, Optional[NetlinkError]],
-                                                                 Optional[NetlinkError]]:
-        """One kernel batch: per-message results, and the error the kernel gave the batch as a whole."""
+    def _send(self, msgs: List[Tuple[int, bool, bytes]]) -> Tuple[Dict[int, NetlinkError], Optional[NetlinkError]]:
+        """One kernel batch: the messages that failed (seq -> error), and the error the kernel gave
+        the batch as a whole."""
         begin, end = self.nl.seq(), self.nl.seq()
         data = [batch_begin(begin)] + [m for _s, _ok, m in msgs] + [batch_end(end)]
         if sum(len(d) for d in data) > self.nl.max_send:
             raise ValueError("nf_tables batch of %d messages exceeds the socket's send buffer" % len(msgs))
         self.commits += 1
-        res: Dict[int, Optional[NetlinkError]] = dict(self.nl.errors([b"".join(data)]))
+        res = self.nl.errors([b"".join(data)])
         return res, res.pop(begin, None)
 
     def _commit(self, ops: List[_Op]) -> List[ElementFailure]:
@@ -502,8 +502,7 @@ class NfTables:
             msgs = [m for op in ops for m in op.msgs]
             if not msgs:
                 break
-            res, whole = self._send(msgs)
-            bad = {s: e for s, e in res.items() if e is not None}
+            bad, whole = self._send(msgs)                  # only failures answer
             if not bad and whole is None:
                 break
             if not bad:                                   # refused at commit: no element to blame
