@@ -70,6 +70,12 @@ def register(ip="10.0.0.2", port=5060, expires=3600, call_id="reg1@10.0.0.2", cs
     return crlf(head) + b"Content-Length: 0\r\n\r\n"
 
 
+def register_ok(wan, call_id, cseq=1, branch="z9hG4bKreg1", contact=None):
+    """The registrar's 200 to a REGISTER that went out on our WAN mapping wan (ip, port)."""
+    via = "SIP/2.0/UDP %s:%d;branch=%s;rport=%d;received=%s" % (wan[0], wan[1], branch, wan[1], wan[0])
+    return response(200, "OK", via, call_id, cseq, "REGISTER", contact=contact)
+
+
 def header_line(data, name):
     """The first line starting with name (e.g. b'Via:'), without the line end."""
     for line in data.split(b"\r\n"):

@@ -1,7 +1,7 @@
 """Registrations keep the signalling binding open for their whole lifetime."""
 from alg.core.engine import Engine, OUT, IN
 from alg.core.config import Config
-from sipmsgs import PHONE, SERVER, WAN, WAN_IP, register, response, kinds
+from sipmsgs import PHONE, SERVER, WAN, WAN_IP, register, register_ok, response, kinds
 
 
 def engine():
@@ -102,17 +102,12 @@ def test_idle_binding_expires_without_registration():
     assert "close sip" in kinds(acts)
 
 
-def _register_ok(wan, call_id, cseq, branch, contact):
-    via = "SIP/2.0/UDP %s:%d;branch=%s;rport=%d;received=%s" % (wan[0], wan[1], branch, wan[1], wan[0])
-    return response(200, "OK", via, call_id, cseq, "REGISTER", contact=contact)
-
-
 def _registered(e, lan, call_id, n=1):
     """lan registers under call_id; its WAN ip:port."""
     ip, port = lan
     r = e.handle(OUT, lan, SERVER, register(ip, port, call_id=call_id, branch="z9hG4bKr%d" % n), float(n))
     wan = r.snat
-    e.handle(IN, SERVER, wan, _register_ok(wan, call_id, 1, "z9hG4bKr%d" % n,
+    e.handle(IN, SERVER, wan, register_ok(wan, call_id, 1, "z9hG4bKr%d" % n,
                                            "<sip:alice@%s:%d>;expires=3600" % wan), float(n))
     return wan
 
@@ -128,7 +123,7 @@ def test_contact_star_removes_that_call_ids_registrations_on_the_phones_host_onl
     _registered(e, other, "shared@x", 3)
     assert len(e.registrations) == 3 and e.registrations.host_registrations("10.0.0.2") == 2
     e.handle(OUT, a, SERVER, register(contact="*", expires=0, call_id="shared@x", cseq=2, branch="z9hG4bKr9"), 10.0)
-    r = e.handle(IN, SERVER, wan_a, _register_ok(wan_a, "shared@x", 2, "z9hG4bKr9", None), 10.1)
+    r = e.handle(IN, SERVER, wan_a, register_ok(wan_a, "shared@x", 2, "z9hG4bKr9", None), 10.1)
     gone = [ev for ev in r.events if type(ev).__name__ == "Deregistered"]
     assert [ev.lan for ev in gone] == [a]
     assert sorted(reg.lan for reg in e.registrations.all()) == [a2, other]
