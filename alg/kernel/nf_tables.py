@@ -50,6 +50,7 @@ import struct
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 from alg.kernel import netlink as nl
+from alg.kernel.netlink_filter import attach_hiding
 from alg.kernel.netlink import (NETLINK_NETFILTER, NFNL_SUBSYS_NFTABLES, NFNLGRP_NFTABLES, NLM_F_ACK,
                                 NLM_F_CREATE, NLM_F_DUMP, NLM_F_REQUEST, NetlinkError, NetlinkSocket, attr,
                                 attr_be32, attr_str, get_be32, get_be64, get_str, parse_attrs)
@@ -683,11 +684,16 @@ def parse_event(mtype: int, body: bytes) -> Optional[TableEvent]:
     return TableEvent(_KINDS[op], family, table, name)
 
 
+HIDDEN = (NFT_MSG_NEWSETELEM, NFT_MSG_DELSETELEM, NFT_MSG_NEWGEN)     # what no reader of the monitor uses
+
+
 class NfTablesMonitor(nl.Subscription):
     """NFNLGRP_NFTABLES on its own socket: select() on fileno(), then read().
 
-    Every commit anyone makes is announced, our own element writes too
-    (read() drains and drops them cheaply).  `removed(events)` says whether
+    Every commit anyone makes is announced, our own element writes too; a
+    socket filter keeps element and generation notifications (which nothing
+    here reads) in the kernel, so the daemon's own writes don't wake it
+    (`hiding`: whether the filter is attached).  `removed(events)` says whether
     any of them took something out of our table; an overrun (the kernel
     dropped notifications for us) counts as possibly removed: check with
     NfTables.table_exists().
@@ -697,6 +703,7 @@ class NfTablesMonitor(nl.Subscription):
         super().__init__(NETLINK_NETFILTER, [NFNLGRP_NFTABLES])
         self.family = family_number(family)
         self.table = table
+        self.hiding = attach_hiding(self.nl.sock, [nl.nfnl_type(NFNL_SUBSYS_NFTABLES, t) for t in HIDDEN])
 
     def read(self) -> List[TableEvent]:
         """The notifications waiting now; an overrun since the last read adds TableEvent("overrun")."""

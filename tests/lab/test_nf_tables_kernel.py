@@ -12,7 +12,8 @@ import subprocess
 import time
 
 
-from alg.kernel.nf_tables import NfTables, NfTablesMonitor
+from alg.kernel import netlink as nl
+from alg.kernel.nf_tables import NfTables, NfTablesMonitor, parse_event
 from alg.kernel.nftables import NftTable
 
 from tests.support.private_netns import in_private_netns
@@ -151,7 +152,7 @@ def test_refresh_uses_the_kernels_update_and_the_fallback_works_too():
     probe = NfTables("ip", "sipalg")
     assert probe.timeout_update is _kernel_updates_timeouts()
     assert "sipalg_probe" not in subprocess.run(["nft", "list", "tables"], stdout=subprocess.PIPE).stdout.decode()
-    mon = NfTablesMonitor("ip", "sipalg")
+    mon = _EveryEvent()                  # the monitor hides element events; this sees them all
     forced = NfTables("ip", "sipalg", timeout_update=False)
     try:
         b = probe.batch().add("sip2lan", 5060, ("10.0.0.2", 5060), timeout=30).add("sip2lan", 5062, ("10.0.0.3", 5060),
@@ -175,6 +176,16 @@ def test_refresh_uses_the_kernels_update_and_the_fallback_works_too():
         probe.close()
         forced.close()
         mon.close()
+
+
+class _EveryEvent(nl.Subscription):
+    """NFNLGRP_NFTABLES without the monitor's filter."""
+
+    def __init__(self):
+        super().__init__(nl.NETLINK_NETFILTER, [nl.NFNLGRP_NFTABLES])
+
+    def read(self):
+        return [e for m in self.messages()[0] for e in (parse_event(m[0], m[3]),) if e is not None]
 
 
 def _drain(mon, wait=0.3):
@@ -241,3 +252,38 @@ def test_the_table_going_away_is_seen_at_once():
         mon.close()
 
 
+
+
+@in_private_netns
+def test_our_own_element_writes_do_not_wake_the_monitor():
+    """The monitor's socket filter keeps element and generation notifications in the kernel: a
+    new binding's elements written (one commit, its notifications in one datagram), refreshed
+    and deleted leave nothing to read, while a commit that also takes a rule or chain away
+    (the same datagram holding elements and the removal) and one with more messages than
+    the filter walks still arrive whole."""
+    _install()
+    nft = NfTables("ip", "sipalg")
+    mon = NfTablesMonitor("ip", "sipalg")
+    try:
+        assert mon.hiding
+        _drain(mon, 0.1)
+        b = nft.batch()
+        b.add("lan2wan", ("10.0.0.2", 5060), 5060, timeout=30).add("sip2lan", 5060, ("10.0.0.2", 5060), timeout=30)
+        b.add("sip_wanports", 5060, timeout=30).add("sip_peer", (5060, "198.51.100.7"), timeout=30)
+        assert b.commit() == []
+        assert nft.batch().refresh("sip_wanports", 5060, timeout=60).commit() == []
+        assert nft.batch().delete("sip_peer", (5060, "198.51.100.7")).commit() == []
+        assert select.select([mon], [], [], 0.2)[0] == []          # nothing woke the reader
+        many = nft.batch()
+        for port in range(6000, 6040, 2):                          # 20 messages in one commit
+            many.add("sip_wanports", port, timeout=30)
+        assert many.commit() == []
+        assert [e.kind for e in _drain(mon, 0.2)].count("newsetelem") == 20
+        subprocess.run(["nft", "-f", "-"], check=True, input=(
+            b"add element ip sipalg sip_wanports { 7000 timeout 30s }\n"
+            b"delete chain ip sipalg dstnat\n"))
+        events = _drain(mon, 0.2)
+        assert mon.removed(events) and "newsetelem" in [e.kind for e in events]
+    finally:
+        nft.close()
+        mon.close()
