@@ -127,6 +127,8 @@ class Engine:
             res = Result(status=MALFORMED, reason="not rewritten: " + why,
                          actions=ctx.actions if ctx is not None else None,
                          events=(ctx.events if ctx is not None else []) + [InternalError(why)])
+        if self._ctx is not None:
+            self._ctx.map = None    # the map points back at its ctx: a cycle per message for the GC to find
         self._ctx = None
         self.counters[res.status] += 1
         return res
