@@ -166,13 +166,24 @@ class Network:
         self.net = p[1] & self.mask
 
     def __contains__(self, ip):
-        p = parse_ip(ip)
-        if p is None:
-            return False
-        family, n = p
-        if family == 6 and self.family == 4 and n >> 32 == 0xFFFF:
-            family, n = 4, n & 0xFFFFFFFF            # IPv4-mapped: the IPv4 node
-        return family == self.family and (n & self.mask) == self.net
+        return in_any(ip, (self,))
 
     def __repr__(self):
         return "<Network %s>" % self.text
+
+
+def in_any(ip, nets):
+    """Whether ip (text or bytes) is in any of the Networks nets, parsed once for all of them.
+    An IPv4-mapped IPv6 address is in an IPv4 network as the IPv4 node it names."""
+    p = parse_ip(ip)
+    if p is None:
+        return False
+    family, n = p
+    mapped = family == 6 and n >> 32 == 0xFFFF
+    for net in nets:
+        if net.family == family:
+            if n & net.mask == net.net:
+                return True
+        elif mapped and net.family == 4 and n & 0xFFFFFFFF & net.mask == net.net:
+            return True
+    return False

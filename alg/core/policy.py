@@ -52,7 +52,7 @@ Refusals carry one of the fixed reasons below, so logs and counters can
 group by them.
 """
 
-from .addr import Network
+from .addr import Network, in_any
 
 # Refusal reasons (Refused.reason).
 OUTSIDE_RTP_RANGE = "media port outside rtp_ports or a SIP port"
@@ -102,35 +102,19 @@ class Policy:
             return self._lan_cache[ip]
         except KeyError:
             pass
-        inside = False
-        for n in self.lan_nets:
-            if ip in n:
-                inside = True
-                break
-        if inside:
-            for n in self.excluded_nets:     # left alone: the ALG treats it as not there
-                if ip in n:
-                    inside = False
-                    break
+        # an excluded host is left alone: the ALG treats it as not there
+        inside = in_any(ip, self.lan_nets) and not in_any(ip, self.excluded_nets)
         if len(self._lan_cache) >= 256:     # a few LAN devices repeat; junk must not grow it
             self._lan_cache.clear()
         self._lan_cache[ip] = inside
         return inside
 
     def excluded(self, ip):
-        for n in self.excluded_nets:
-            if ip in n:
-                return True
-        return False
+        return in_any(ip, self.excluded_nets)
 
     def spoofed(self, ip, wan_ip):
         """A WAN-side source that can only be forged: a LAN, loopback, unspecified or router address."""
-        if ip == wan_ip or self.on_lan(ip) or self.excluded(ip):
-            return True
-        for n in _LOOPBACK:
-            if ip in n:
-                return True
-        return False
+        return ip == wan_ip or self.on_lan(ip) or self.excluded(ip) or in_any(ip, _LOOPBACK)
 
     # -- ports
 
@@ -174,10 +158,7 @@ class Policy:
         return ANYONE if self.config.media_from == "any" else None
 
     def _fake_sender(self, ip):
-        for n in _NOT_A_SENDER:
-            if ip in n:
-                return True
-        return False
+        return in_any(ip, _NOT_A_SENDER)
 
     # -- caps
 

@@ -1,5 +1,5 @@
 """A dual-stack phone writing itself IPv4-mapped (::ffff:10.0.0.2) is still the sender."""
-from alg.core.addr import norm_ip, parse_ip, Network
+from alg.core.addr import in_any, norm_ip, parse_ip, Network
 from alg.core.engine import Engine, OUT, IN
 from alg.core.config import Config
 from alg.core.message import parse_message
@@ -91,3 +91,31 @@ def test_other_hosts_mapped_stay():
     data = mapped_invite(contact_host="[::ffff:10.0.0.3]")
     r = e.handle(OUT, PHONE, SERVER, data, 1.0)
     assert header_line(r.payload, b"Contact:") == b"Contact: <sip:alice@[::ffff:10.0.0.3]:5060>"
+
+
+def _one_by_one(ip, nets):
+    """Membership as each network decided it before in_any(): parse, map, compare, per network."""
+    for net in nets:
+        p = parse_ip(ip)
+        if p is None:
+            continue
+        family, n = p
+        if family == 6 and net.family == 4 and n >> 32 == 0xFFFF:
+            family, n = 4, n & 0xFFFFFFFF
+        if family == net.family and (n & net.mask) == net.net:
+            return True
+    return False
+
+
+def test_one_parse_for_many_networks_decides_as_each_network_would():
+    nets = [Network(n) for n in ("10.0.0.0/8", "192.168.1.0/24", "0.0.0.0/0", "::ffff:0:0/96", "fc00::/7",
+                                 "2001:db8::/32", "203.0.113.7", "::1/128")]
+    ips = ["10.1.2.3", "192.168.1.9", "192.168.2.9", "203.0.113.7", "203.0.113.8", "::ffff:10.0.0.2",
+           "::ffff:203.0.113.7", "fd00::5", "2001:db8::1", "2001:db9::1", "::1", "::", "example.com", "",
+           b"10.0.0.2", b"[fd00::1]", "1.2.3", "300.1.1.1"]
+    for ip in ips:
+        for k in range(len(nets)):
+            for group in ([nets[k]], nets[k:], nets[:k]):
+                assert in_any(ip, group) == _one_by_one(ip, group), (ip, group)
+                assert (ip in group[0]) == _one_by_one(ip, group[:1]) if group else True
+    assert not in_any("10.0.0.1", [])
