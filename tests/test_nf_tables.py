@@ -159,3 +159,58 @@ def test_constants_match_uapi_headers():
     assert (rule["NFTA_RULE_TABLE"], rule["NFTA_RULE_CHAIN"]) == (nft.NFTA_RULE_TABLE, nft.NFTA_RULE_CHAIN)
     assert uapi.enum(text, "nft_data_types")["NFT_DATA_VERDICT"] == nft.NFT_DATA_VERDICT
     assert uapi.check_module(nft, uapi.header("netfilter.h"), ("",)) == 3    # NFPROTO_INET, _IPV4, _IPV6
+
+
+class _Seq:
+    def __init__(self):
+        self.n = 100
+
+    def seq(self):
+        self.n += 1
+        return self.n
+
+
+def _writer(timeout_update):
+    w = object.__new__(nft.NfTables)          # no socket: only what a batch reads to build messages
+    w.family, w.table, w.timeout_update, w.nl = 2, "sipalg", timeout_update, _Seq()
+    return w
+
+
+@pytest.mark.parametrize("timeout_update", [True, False])
+def test_a_batchs_messages_are_the_builders_bytes(timeout_update):
+    """Batch builds each element message in one step from values' remembered attributes: the
+    bytes are setelem_message() of element() of encode_value(), first use and every one after."""
+    for _round in range(2):                    # the second finds every value remembered
+        b = nft.Batch(_writer(timeout_update))
+        b.add("lan2wan", ("10.0.0.2", 5060), 5062, timeout=30.5)
+        b.add("media2lan", 6000, ("10.0.0.2", 6000), timeout=60, comment="call-1")
+        b.add("sip_wanports", 5062)
+        b.refresh("sip2lan", 5062, ("10.0.0.2", 5060), timeout=90)
+        b.delete("sip_peer", (5062, "198.51.100.7"))
+        msgs = [m for op in b._ops for m in op.msgs]
+        el = nft.element
+        k, v = nft.encode_value, nft.ms
+        want = [(nft.NFT_MSG_NEWSETELEM, "lan2wan", el(k(("10.0.0.2", 5060)), k(5062), v(30.5)), 0x400),
+                (nft.NFT_MSG_NEWSETELEM, "media2lan", el(k(6000), k(("10.0.0.2", 6000)), v(60), comment="call-1"),
+                 0x400),
+                (nft.NFT_MSG_NEWSETELEM, "sip_wanports", el(k(5062)), 0x400)]
+        if timeout_update:
+            want.append((nft.NFT_MSG_NEWSETELEM, "sip2lan", el(k(5062), k(("10.0.0.2", 5060)), v(90), v(90)), 0x400))
+        else:
+            want += [(nft.NFT_MSG_DELSETELEM, "sip2lan", el(k(5062)), 0),
+                     (nft.NFT_MSG_NEWSETELEM, "sip2lan", el(k(5062), k(("10.0.0.2", 5060)), v(90)), 0x400)]
+        want.append((nft.NFT_MSG_DELSETELEM, "sip_peer", el(k((5062, "198.51.100.7"))), 0))
+        assert len(msgs) == len(want)
+        for (seq, _ok, got), (op, set_name, elem, flags) in zip(msgs, want):
+            assert got == nft.setelem_message(op, 2, "sipalg", set_name, [elem], seq, flags)
+
+
+def test_remembered_values_never_stand_in_for_lookalikes():
+    """1 == True == 1.0 to a dict: a remembered port must not let a bool or a float through."""
+    b = nft.Batch(_writer(True))
+    b.add("sip_wanports", 1)
+    b.add("sip_wanports", True).add("sip_wanports", 1.0).add("lan2wan", ("10.0.0.1", 1.0), 5060)
+    b.add("lan2wan", ("10.0.0.1", 1), True)
+    assert len(b._ops) == 1
+    assert [(f.key, f.errno) for f in b._bad] == [(True, errno.EINVAL), (1.0, errno.EINVAL),
+                                                 (("10.0.0.1", 1.0), errno.EINVAL), (("10.0.0.1", 1), errno.EINVAL)]

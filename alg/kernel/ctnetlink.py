@@ -274,7 +274,7 @@ class Conntrack:
         seq = self.nl.seq()
         msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(CTA_TUPLE_REPLY, t, t.proto), 0, seq)
         replies: List[nl.Message] = []
-        err = self.nl.errors([msg], replies).get(seq)
+        err = self.nl.errors(msg, replies).get(seq)
         if err is not None and err.errno != errno.ENOENT:
             raise err.named("conntrack get")
         for mtype, _f, s, body in replies:

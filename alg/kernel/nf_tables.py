@@ -232,15 +232,16 @@ def nft_message(op: int, family: int, attrs: bytes, flags: int, seq: int) -> byt
     return nl.nfnl_message(NFNL_SUBSYS_NFTABLES, op, family, attrs, NLM_F_REQUEST | flags, seq)
 
 
+_BATCH_RES = nl.nfgenmsg(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES)
+
+
 def batch_begin(seq: int) -> bytes:
     """NFNL_MSG_BATCH_BEGIN: res_id names the subsystem the batch is for."""
-    return nl.message(nl.NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq,
-                      nl.nfgenmsg(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES))
+    return nl.NLMSG_HDR.pack(20, nl.NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, 0) + _BATCH_RES
 
 
 def batch_end(seq: int) -> bytes:
-    return nl.message(nl.NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq,
-                      nl.nfgenmsg(socket.AF_UNSPEC, NFNL_SUBSYS_NFTABLES))
+    return nl.NLMSG_HDR.pack(20, nl.NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, 0) + _BATCH_RES
 
 
 def comment_udata(comment: str) -> bytes:
@@ -297,13 +298,77 @@ def element(key: bytes, data: Optional[bytes] = None, timeout_ms: Optional[int] 
 _HEADS: Dict[Tuple[int, str, str], bytes] = {}    # (family, table, set) -> nfgenmsg and the names
 
 
-def setelem_message(op: int, family: int, table: str, set_name: str, elements: Sequence[bytes], seq: int,
-                    flags: int = 0) -> bytes:
-    """NFT_MSG_NEWSETELEM / DELSETELEM / GETSETELEM for `elements` of one set."""
+def _head(family: int, table: str, set_name: str) -> bytes:
     head = _HEADS.get((family, table, set_name))
     if head is None:
         head = _HEADS[(family, table, set_name)] = (nl.nfgenmsg(family) + attr_str(NFTA_SET_ELEM_LIST_TABLE, table)
                                                      + attr_str(NFTA_SET_ELEM_LIST_SET, set_name))
+    return head
+
+
+# A binding's addresses and ports recur in its elements and in every write after the first
+# (refresh, close), so each value's nested attribute is built once: NFTA_SET_ELEM_KEY or
+# _DATA { NFTA_DATA_VALUE { the value as encode_value() gives it } }.  Only exact ints,
+# strs and tuples of them are remembered (1.0 == 1 and True == 1 must still be refused).
+_KEY_ATTRS: Dict[Any, bytes] = {}
+_DATA_ATTRS: Dict[Any, bytes] = {}
+_ATTRS_MAX = 4096
+
+
+def _remembered(value: Any) -> bool:
+    t = type(value)
+    if t is tuple:
+        for f in value:
+            if type(f) is not int and type(f) is not str:
+                return False
+        return True
+    return t is int or t is str
+
+
+def _value_attr(cache: Dict[Any, bytes], hdr: int, value: Any) -> bytes:
+    """The nested attribute for value (ValueError: not an nftables value)."""
+    a = cache.get(value) if _remembered(value) else None
+    if a is None:
+        v = encode_value(value)
+        n = len(v)
+        pad = _PAD[n & 3]
+        a = _NLA(8 + n + len(pad), hdr) + _NLA(4 + n, NFTA_DATA_VALUE) + v + pad
+        if _remembered(value):
+            if len(cache) >= _ATTRS_MAX:
+                cache.clear()
+            cache[value] = a
+    return a
+
+
+_TIMEOUT_HDR = _NLA(12, NFTA_SET_ELEM_TIMEOUT)
+_EXPIRATION_HDR = _NLA(12, NFTA_SET_ELEM_EXPIRATION)
+_NLMSG = nl.NLMSG_HDR.pack
+_NEWSETELEM = nl.nfnl_type(NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWSETELEM)
+_DELSETELEM = nl.nfnl_type(NFNL_SUBSYS_NFTABLES, NFT_MSG_DELSETELEM)
+
+
+def _element_message(mtype: int, flags: int, seq: int, head: bytes, key_attr: bytes, data_attr: bytes,
+                     timeout_ms: Optional[int], expiration_ms: Optional[int], comment: Optional[str]) -> bytes:
+    """setelem_message(mtype, ..., [element(...)], seq, flags) from attributes already built: the
+    same bytes in one step (tests/test_nf_tables.py compares them)."""
+    body = key_attr + data_attr
+    if timeout_ms is not None:
+        body += _TIMEOUT_HDR + _BE64(timeout_ms)
+    if expiration_ms is not None:
+        body += _EXPIRATION_HDR + _BE64(expiration_ms)
+    if comment is not None:
+        body += attr(NFTA_SET_ELEM_USERDATA, comment_udata(comment))
+    n = len(body)
+    if n > 0xFFFF - 8:
+        raise ValueError("nftables element too long: %d bytes" % n)
+    return (_NLMSG(24 + len(head) + n, mtype, NLM_F_REQUEST | flags, seq, 0) + head
+            + _NLA(8 + n, _ELEMENTS_HDR) + _NLA(4 + n, _ELEM_HDR) + body)
+
+
+def setelem_message(op: int, family: int, table: str, set_name: str, elements: Sequence[bytes], seq: int,
+                    flags: int = 0) -> bytes:
+    """NFT_MSG_NEWSETELEM / DELSETELEM / GETSETELEM for `elements` of one set."""
+    head = _head(family, table, set_name)
     if elements:
         body = b"".join(elements)
         if len(body) > 0xFFFF - 4:
@@ -392,10 +457,12 @@ class Batch:
     def __len__(self) -> int:
         return len(self._ops) + len(self._bad)
 
-    def _op(self, kind: str, set_name: str, key: Key, data: Optional[Key]) -> Optional[Tuple[_Op, bytes, Optional[bytes]]]:
+    def _op(self, kind: str, set_name: str, key: Key, data: Optional[Key]) -> Optional[Tuple[_Op, bytes, bytes]]:
+        """The op recorded, with its key's and data's attributes (b"" without data); None (and
+        the failure kept for commit()) for a value nftables can't hold."""
         try:
-            k = encode_value(key)
-            d = None if data is None else encode_value(data)
+            k = _value_attr(_KEY_ATTRS, _KEY_HDR, key)
+            d = b"" if data is None else _value_attr(_DATA_ATTRS, _DATA_HDR, data)
         except ValueError as e:
             self._bad.append(ElementFailure(kind, set_name, key, data, errno.EINVAL, str(e)))
             return None
@@ -403,11 +470,13 @@ class Batch:
         self._ops.append(op)
         return op, k, d
 
-    def _msg(self, op: _Op, mtype: int, elem: bytes, ok_missing: bool = False) -> None:
+    def _msg(self, op: _Op, mtype: int, k: bytes, d: bytes = b"", timeout_ms: Optional[int] = None,
+             expiration_ms: Optional[int] = None, comment: Optional[str] = None, ok_missing: bool = False) -> None:
         n = self._nft
         seq = n.nl.seq()
-        flags = NLM_F_CREATE if mtype == NFT_MSG_NEWSETELEM else 0      # no NLM_F_ACK: errors only
-        op.msgs.append((seq, ok_missing, setelem_message(mtype, n.family, n.table, op.set, [elem], seq, flags)))
+        flags = NLM_F_CREATE if mtype == _NEWSETELEM else 0          # no NLM_F_ACK: errors only
+        op.msgs.append((seq, ok_missing, _element_message(mtype, flags, seq, _head(n.family, n.table, op.set), k, d,
+                                                          timeout_ms, expiration_ms, comment)))
 
     def add(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: Optional[float] = None,
             comment: Optional[str] = None) -> "Batch":
@@ -415,17 +484,14 @@ class Batch:
         kernels before 6.12 it keeps its old expiration (use refresh() to extend it)."""
         r = self._op("add", set_name, key, data)
         if r:
-            op, k, d = r
-            self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, None if timeout is None else ms(timeout),
-                                                      comment=comment))
+            self._msg(r[0], _NEWSETELEM, r[1], r[2], None if timeout is None else ms(timeout), None, comment)
         return self
 
     def delete(self, set_name: str, key: Key) -> "Batch":
         """Delete an element; a missing one is reported (ENOENT) and affects nothing else."""
         r = self._op("delete", set_name, key, None)
         if r:
-            op, k, _d = r
-            self._msg(op, NFT_MSG_DELSETELEM, element(k))
+            self._msg(r[0], _DELSETELEM, r[1])
         return self
 
     def refresh(self, set_name: str, key: Key, data: Optional[Key] = None, timeout: float = 0.0,
@@ -441,10 +507,10 @@ class Batch:
             op, k, d = r
             t = ms(timeout)
             if self._nft.timeout_update:
-                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t, t, comment))
+                self._msg(op, _NEWSETELEM, k, d, t, t, comment)
             else:
-                self._msg(op, NFT_MSG_DELSETELEM, element(k), ok_missing=True)
-                self._msg(op, NFT_MSG_NEWSETELEM, element(k, d, t, comment=comment))
+                self._msg(op, _DELSETELEM, k, ok_missing=True)
+                self._msg(op, _NEWSETELEM, k, d, t, None, comment)
         return self
 
     def commit(self) -> List[ElementFailure]:
@@ -490,11 +556,15 @@ class NfTables:
         """One kernel batch: the messages that failed (seq -> error), and the error the kernel gave
         the batch as a whole."""
         begin, end = self.nl.seq(), self.nl.seq()
-        data = [batch_begin(begin)] + [m for _s, _ok, m in msgs] + [batch_end(end)]
-        if sum(len(d) for d in data) > self.nl.max_send:
+        data = [batch_begin(begin)]
+        for m in msgs:
+            data.append(m[2])
+        data.append(batch_end(end))
+        data = b"".join(data)
+        if len(data) > self.nl.max_send:
             raise ValueError("nf_tables batch of %d messages exceeds the socket's send buffer" % len(msgs))
         self.commits += 1
-        res = self.nl.errors([b"".join(data)])
+        res = self.nl.errors(data)
         return res, res.pop(begin, None)
 
     def _commit(self, ops: List[_Op]) -> List[ElementFailure]:
