@@ -306,13 +306,15 @@ def _head(family: int, table: str, set_name: str) -> bytes:
     return head
 
 
-# A binding's addresses and ports recur in its elements and in every write after the first
-# (refresh, close), so each value's nested attribute is built once: NFTA_SET_ELEM_KEY or
-# _DATA { NFTA_DATA_VALUE { the value as encode_value() gives it } }.  Only exact ints,
-# strs and tuples of them are remembered (1.0 == 1 and True == 1 must still be refused).
+# A binding's addresses and ports recur in its elements and in the writes that soon follow
+# (the refresh when the answer comes, the close), so each value's nested attribute is built
+# once: NFTA_SET_ELEM_KEY or _DATA { NFTA_DATA_VALUE { the value as encode_value() gives
+# it } }.  The last few hundred are enough for that (RSS with 10k registrations stays as it
+# was).  Only exact ints, strs and tuples of them are remembered (1.0 == 1 and True == 1
+# must still be refused).
 _KEY_ATTRS: Dict[Any, bytes] = {}
 _DATA_ATTRS: Dict[Any, bytes] = {}
-_ATTRS_MAX = 4096
+_ATTRS_MAX = 256
 
 
 def _remembered(value: Any) -> bool:
