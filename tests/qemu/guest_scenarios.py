@@ -115,6 +115,18 @@ test_incoming_calls_reach_the_right_phone_after_conntrack_timeout = _lab(
     "test_registration", "test_incoming_calls_reach_the_right_phone_after_conntrack_timeout")
 test_bye_closes_pinholes_in_kernel = _lab("test_calls", "test_bye_closes_pinholes_in_kernel")
 
+# The element writer on the guest's older kernel (Debian bookworm: 6.1, older than OpenWrt
+# 24.10's 6.6; the host's is newer): batches without acks answer only failures, inside
+# sendmsg, one element's failure affects only itself, a refresh is delete + add before 6.12,
+# and the monitor's socket filter keeps element notifications out
+test_nf_tables_one_bad_element_fails_alone = _lab("test_nf_tables_kernel", "test_one_bad_element_fails_alone")
+test_nf_tables_a_good_batch_leaves_nothing_to_read = _lab(
+    "test_nf_tables_kernel", "test_a_batch_that_goes_through_leaves_nothing_to_read")
+test_nf_tables_refresh_on_this_kernel = _lab(
+    "test_nf_tables_kernel", "test_refresh_uses_the_kernels_update_and_the_fallback_works_too")
+test_nf_tables_monitor_not_woken_by_element_writes = _lab(
+    "test_nf_tables_kernel", "test_our_own_element_writes_do_not_wake_the_monitor")
+
 
 # -- what the VM adds
 
