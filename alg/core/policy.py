@@ -103,7 +103,7 @@ class Policy:
         except KeyError:
             pass
         # an excluded host is left alone: the ALG treats it as not there
-        inside = in_any(ip, self.lan_nets) and not in_any(ip, self.excluded_nets)
+        inside = in_any(ip, self.lan_nets) and not self.excluded(ip)
         if len(self._lan_cache) >= 256:     # a few LAN devices repeat; junk must not grow it
             self._lan_cache.clear()
         self._lan_cache[ip] = inside

@@ -491,19 +491,15 @@ class NetlinkSocket:
                     self._other(mtype, flags, seq, body)
         return result
 
-    def errors(self, msgs: Union[bytes, Sequence[bytes]], replies: Optional[List[Message]] = None
-               ) -> Dict[int, NetlinkError]:
-        """Send `msgs` (one datagram's bytes, or messages to pack), none of which asks for an ack,
-        and return the errors the kernel answered with (seq -> error; empty: all done); other
-        answers go to `replies` when given.  Only
+    def errors(self, data: bytes, replies: Optional[List[Message]] = None) -> Dict[int, NetlinkError]:
+        """Send one datagram of messages, none of which asks for an ack, and return the errors
+        the kernel answered with (seq -> error; empty: all done); other answers go to
+        `replies` when given.  Only
         for requests the kernel handles in full before sendmsg returns (an nfnetlink batch,
         whose errors are delivered at its end in the sender's context; a ctnetlink get), so
         what is queued then is all there will be: nothing is waited for.  An overrun raises
         Overrun: answers may have been lost."""
-        if isinstance(msgs, bytes):
-            self.send(msgs)
-        else:
-            self.send_all(msgs)
+        self.send(data)
         result: Dict[int, NetlinkError] = {}
         while True:
             buf = self.recv()

@@ -271,25 +271,36 @@ _KEY_HDR = NFTA_SET_ELEM_KEY | _NESTED
 _DATA_HDR = NFTA_SET_ELEM_DATA | _NESTED
 _ELEM_HDR = NFTA_LIST_ELEM | _NESTED
 _ELEMENTS_HDR = NFTA_SET_ELEM_LIST_ELEMENTS | _NESTED
+_TIMEOUT_HDR = _NLA(12, NFTA_SET_ELEM_TIMEOUT)
+_EXPIRATION_HDR = _NLA(12, NFTA_SET_ELEM_EXPIRATION)
+
+
+def _nested_value(hdr: int, v: bytes) -> bytes:
+    """NFTA_SET_ELEM_KEY or _DATA (hdr) { NFTA_DATA_VALUE { v } }."""
+    n = len(v)
+    pad = _PAD[n & 3]
+    return _NLA(8 + n + len(pad), hdr) + _NLA(4 + n, NFTA_DATA_VALUE) + v + pad
+
+
+def _element_body(key_attr: bytes, data_attr: bytes, timeout_ms: Optional[int], expiration_ms: Optional[int],
+                  comment: Optional[str]) -> bytes:
+    """What an NFTA_LIST_ELEM holds, after its key's and data's attributes."""
+    body = key_attr + data_attr
+    if timeout_ms is not None:
+        body += _TIMEOUT_HDR + _BE64(timeout_ms)
+    if expiration_ms is not None:
+        body += _EXPIRATION_HDR + _BE64(expiration_ms)
+    if comment is not None:
+        body += attr(NFTA_SET_ELEM_USERDATA, comment_udata(comment))
+    return body
 
 
 def element(key: bytes, data: Optional[bytes] = None, timeout_ms: Optional[int] = None,
             expiration_ms: Optional[int] = None, comment: Optional[str] = None) -> bytes:
     """One NFTA_LIST_ELEM: key and data as nested NFTA_DATA_VALUE, timeout/expiration be64 ms,
     a comment as userdata."""
-    n = len(key)
-    pad = _PAD[n & 3]
-    body = _NLA(8 + n + len(pad), _KEY_HDR) + _NLA(4 + n, NFTA_DATA_VALUE) + key + pad
-    if data is not None:
-        n = len(data)
-        pad = _PAD[n & 3]
-        body += _NLA(8 + n + len(pad), _DATA_HDR) + _NLA(4 + n, NFTA_DATA_VALUE) + data + pad
-    if timeout_ms is not None:
-        body += _NLA(12, NFTA_SET_ELEM_TIMEOUT) + _BE64(timeout_ms)
-    if expiration_ms is not None:
-        body += _NLA(12, NFTA_SET_ELEM_EXPIRATION) + _BE64(expiration_ms)
-    if comment is not None:
-        body += attr(NFTA_SET_ELEM_USERDATA, comment_udata(comment))
+    body = _element_body(_nested_value(_KEY_HDR, key), b"" if data is None else _nested_value(_DATA_HDR, data),
+                         timeout_ms, expiration_ms, comment)
     if len(body) > 0xFFFF - 4:
         raise ValueError("nftables element too long: %d bytes" % len(body))
     return _NLA(4 + len(body), _ELEM_HDR) + body
@@ -329,21 +340,17 @@ def _remembered(value: Any) -> bool:
 
 def _value_attr(cache: Dict[Any, bytes], hdr: int, value: Any) -> bytes:
     """The nested attribute for value (ValueError: not an nftables value)."""
-    a = cache.get(value) if _remembered(value) else None
+    keep = _remembered(value)
+    a = cache.get(value) if keep else None
     if a is None:
-        v = encode_value(value)
-        n = len(v)
-        pad = _PAD[n & 3]
-        a = _NLA(8 + n + len(pad), hdr) + _NLA(4 + n, NFTA_DATA_VALUE) + v + pad
-        if _remembered(value):
+        a = _nested_value(hdr, encode_value(value))
+        if keep:
             if len(cache) >= _ATTRS_MAX:
                 cache.clear()
             cache[value] = a
     return a
 
 
-_TIMEOUT_HDR = _NLA(12, NFTA_SET_ELEM_TIMEOUT)
-_EXPIRATION_HDR = _NLA(12, NFTA_SET_ELEM_EXPIRATION)
 _NLMSG = nl.NLMSG_HDR.pack
 _NEWSETELEM = nl.nfnl_type(NFNL_SUBSYS_NFTABLES, NFT_MSG_NEWSETELEM)
 _DELSETELEM = nl.nfnl_type(NFNL_SUBSYS_NFTABLES, NFT_MSG_DELSETELEM)
@@ -353,13 +360,7 @@ def _element_message(mtype: int, flags: int, seq: int, head: bytes, key_attr: by
                      timeout_ms: Optional[int], expiration_ms: Optional[int], comment: Optional[str]) -> bytes:
     """setelem_message(mtype, ..., [element(...)], seq, flags) from attributes already built: the
     same bytes in one step (tests/test_nf_tables.py compares them)."""
-    body = key_attr + data_attr
-    if timeout_ms is not None:
-        body += _TIMEOUT_HDR + _BE64(timeout_ms)
-    if expiration_ms is not None:
-        body += _EXPIRATION_HDR + _BE64(expiration_ms)
-    if comment is not None:
-        body += attr(NFTA_SET_ELEM_USERDATA, comment_udata(comment))
+    body = _element_body(key_attr, data_attr, timeout_ms, expiration_ms, comment)
     n = len(body)
     if n > 0xFFFF - 8:
         raise ValueError("nftables element too long: %d bytes" % n)
