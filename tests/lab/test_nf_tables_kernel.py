@@ -252,8 +252,6 @@ def test_the_table_going_away_is_seen_at_once():
         mon.close()
 
 
-
-
 @in_private_netns
 def test_our_own_element_writes_do_not_wake_the_monitor():
     """The monitor's socket filter keeps element and generation notifications in the kernel: a
