@@ -13,6 +13,7 @@ here starts a process per packet.
 from __future__ import annotations
 
 import argparse
+import collections
 import logging
 import logging.handlers
 import os
@@ -41,6 +42,10 @@ log = logging.getLogger("sipalg")
 INFO_EVENTS = (E.Registered, E.Deregistered, E.CallStarted, E.CallEnded, E.Refused)
 REFUSAL_LOG_EVERY = 10.0        # seconds between two info lines for one refusal reason
 EXPIRE_PER_PASS = 256           # timers handled between two looks at the queue
+# What a datagram's verdict did not wait for (its refreshes, closes, an offer's media, its log
+# lines) is done once no datagram is waiting, unless this many pile up or the oldest is this old.
+LATER_MAX = 64
+LATER_WAIT = 0.05               # seconds
 
 SO_MARK = 36
 
@@ -143,6 +148,8 @@ class Daemon:
         self.queue = None
         self.leds = StatusLeds(site.leds)
         self.kernel_helper: dict = {}              # alg/kernel/helper.py helper_state(), shown in the status
+        # (when, actions, events) the verdicts went out without, oldest first (see _work_off)
+        self._later: collections.deque = collections.deque()
 
     # -- life cycle
 
@@ -193,6 +200,7 @@ class Daemon:
         log.info("privileges: %s", privileges.drop(self.user))
 
     def shutdown(self) -> None:
+        self._catch_up()
         self.leds.stop()
         if self.queue is not None:
             self.queue.close()
@@ -212,21 +220,30 @@ class Daemon:
                 deadline = self.engine.next_deadline()
                 wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - now))
                 wait = min(wait, self.published.wait(now))
+                if self._later:                        # a datagram came in first: back to it at once
+                    wait = 0.0
                 try:
                     ready, _, _ = select.select([self.queue, self.rtmon, self.nftmon], [], [], wait)
                 except InterruptedError:
                     ready = []
                 if self.queue in ready:
                     self.queue.poll()
+                    self._work_off()
                     self.hygiene.run(self.wan_ip)      # after the verdicts went out
                     self.leds.refresh(self.engine, self.clock())
+                if self._later and self.queue not in ready:
+                    self._work_off()
+                    self.hygiene.run(self.wan_ip)
                 if self.rtmon in ready:
+                    self._catch_up()
                     self._links_changed(self.rtmon.read())
                 if self.nftmon in ready:
+                    self._catch_up()
                     self._ruleset_changed(self.nftmon.read())
                 now = self.clock()
                 out = self.engine.expire(now, EXPIRE_PER_PASS)
                 if out.actions:
+                    self._catch_up()
                     self._carry_out(out.actions, now)
                     self.hygiene.run(self.wan_ip)
                 self._log_events(out.events, "expired: ")
@@ -238,6 +255,7 @@ class Daemon:
                 self.write_status(now)
                 if self.reload:
                     self.reload = False
+                    self._catch_up()
                     self._reload()
         finally:
             self.shutdown()
@@ -405,6 +423,8 @@ class Daemon:
         if res.actions:
             first, later = A.split_at_verdict(res.actions)
             if first:
+                if self._later:
+                    self._catch_up()                # what earlier datagrams left goes to the kernel first
                 self._carry_out(first, now)         # before the verdict: the datagram's own NAT needs them
         if res.verdict == DROP:
             verdict(None, False)
@@ -412,13 +432,43 @@ class Daemon:
             verdict(with_payload(packet, res.payload, d), True)
         else:
             verdict(None, True)
-        if later:
-            self._carry_out(later, now)             # refreshes and closes: nothing the datagram waited for
         if log.isEnabledFor(logging.DEBUG):             # the log after the verdict: it costs the packet nothing
             log.debug("%s %s:%d -> %s:%d %s: %s", direction, src[0], src[1], dst[0], dst[1], res.status,
                       res.reason)
-        if res.events:
-            self._log_events(res.events)
+        if later or res.events:
+            self._later.append((now, later, res.events))
+            if len(self._later) > LATER_MAX:
+                self._catch_up()
+
+    def _work_off(self) -> None:
+        """What verdicts went out without, in order, while no datagram waits: the answer to the
+        datagram just passed (in a lab it comes back within a few hundred microseconds) is not
+        held behind its refreshes and log lines.  An item waits at most LATER_WAIT."""
+        later = self._later
+        while later:
+            if len(later) <= LATER_MAX and self.clock() - later[0][0] < LATER_WAIT and self._datagram_waiting():
+                return
+            self._do_later(later.popleft())
+
+    def _catch_up(self) -> None:
+        """All of it now: before anything else reaches the kernel, so every binding's writes keep
+        the engine's order."""
+        later = self._later
+        while later:
+            self._do_later(later.popleft())
+
+    def _do_later(self, item) -> None:
+        when, actions, events = item
+        if actions:
+            self._carry_out(actions, when)
+        if events:
+            self._log_events(events)
+
+    def _datagram_waiting(self) -> bool:
+        try:
+            return bool(select.select([self.queue], [], [], 0)[0])
+        except (InterruptedError, ValueError):
+            return False
 
     def _log_events(self, events, prefix: str = "") -> None:
         """Registrations, calls and refusals at info (refusals at most one line per reason

@@ -35,8 +35,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench import sipmsg                                                 # noqa: E402
 from bench import responder                                              # noqa: E402
-from bench.routers import (LABELS, MODES, add_daemon_options, available, daemon_note,  # noqa: E402
-                           describe_refusals, lab_router)
+from bench.routers import (LABELS, MODES, add_daemon_options, available, check_modes,  # noqa: E402
+                           daemon_note, describe_refusals, lab_router)
 from tests.support.lab.netns import PHONES                               # noqa: E402
 from bench.stamps import WHAT, Stamps                                    # noqa: E402
 from bench.stats import pct, ratio, us                                   # noqa: E402
@@ -174,9 +174,9 @@ def main() -> int:
     if args.quick:
         args.rounds, args.warmup = 5, 1
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    bad = [m for m in modes if m not in MODES]
+    bad = check_modes(modes, args)
     if bad:
-        print("latency: --modes: unknown %s (use %s)" % (", ".join(bad), ", ".join(MODES)), file=sys.stderr)
+        print("latency: " + bad, file=sys.stderr)
         return 2
     skipped = [m for m in modes if not available(m)]
     modes = [m for m in modes if m not in skipped]

@@ -8,6 +8,8 @@
                     SIPALG_QUEUE_BACKEND (the project's netlink client, the NetfilterQueue binding)
     sipalg          `sipalg run` from this checkout (tests.support.lab.peers.Alg), at info level as
                     on a router, with whatever daemon flags or uci file the benchmark was given
+    sipalg-base     the same from another checkout (--base DIR, e.g. a `git worktree` of main):
+                    a change and what it changes, side by side in one interleaved run
 
 The null daemons are the floor: what queueing to userspace and back costs before any SIP
 work.  A Router knows its daemon's pid, so a benchmark can read its CPU and RSS from /proc.
@@ -32,8 +34,9 @@ from tests.support.lab.peers import Alg
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = ("plain", "helper", "null-netlink", "null-binding", "sipalg")
+BASE = "sipalg-base"            # a mode only with --base: not among the defaults
 LABELS = {"plain": "plain NAT", "helper": "kernel helper", "null-netlink": "null netlink",
-          "null-binding": "null binding", "sipalg": "sipalg"}
+          "null-binding": "null binding", "sipalg": "sipalg", BASE: "sipalg base"}
 BACKEND_ENV = "SIPALG_QUEUE_BACKEND"
 
 # nf_conntrack_sip on the SIP port both ways (requests to 5060, and new flows from a server's 5060),
@@ -55,6 +58,18 @@ def add_daemon_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--daemon-arg", action="append", default=[], metavar="ARG",
                     help="one more `sipalg run` argument (repeat; --daemon-arg=--flag for flags), e.g. to raise caps")
     ap.add_argument("--config", help="a uci file for sipalg (it then names the lab's devices itself)")
+    ap.add_argument("--base", metavar="DIR", help="another sipalg checkout, run as mode %s (same flags and "
+                    "config) beside this one's" % BASE)
+
+
+def check_modes(modes: Sequence[str], args: argparse.Namespace) -> Optional[str]:
+    """What is wrong with the --modes asked for (None: nothing)."""
+    bad = [m for m in modes if m not in MODES and m != BASE]
+    if bad:
+        return "--modes: unknown %s (use %s, or %s with --base)" % (", ".join(bad), ", ".join(MODES), BASE)
+    if BASE in modes and not (args.base and os.path.isfile(os.path.join(args.base, "alg", "cli.py"))):
+        return "--modes %s: --base must name a sipalg checkout (got %r)" % (BASE, args.base)
+    return None
 
 
 def daemon_note(args: argparse.Namespace) -> str:
@@ -67,7 +82,8 @@ def lab_router(stack: contextlib.ExitStack, tag: str, mode: str, args: argparse.
     """A lab of its own with `mode`'s router started in it, both closed with `stack`; and the log directory."""
     logdir = tempfile.mkdtemp(prefix="sipalg-%s-%s-" % (tag, mode))
     lab = stack.enter_context(Lab(tag=tag))
-    router = Router(lab, mode, logdir, args.daemon_arg, args.config, backend=backend).start()
+    router = Router(lab, mode, logdir, args.daemon_arg, args.config, backend=backend,
+                    base=getattr(args, "base", None)).start()
     stack.callback(router.stop)
     return lab, router, logdir
 
@@ -77,7 +93,7 @@ def available(mode: str) -> bool:
     if mode == "null-binding":
         from alg.kernel.queue import binding_available
         return binding_available()
-    return mode in MODES
+    return mode in MODES or mode == BASE
 
 
 class Router:
@@ -85,11 +101,11 @@ class Router:
 
     daemon_args go to `sipalg run` after the lab's own flags (so they win); config is a uci
     file that then says everything itself (Alg's config=); backend forces the daemon's
-    queue backend (None: its default)."""
+    queue backend (None: its default); base is the checkout mode sipalg-base runs."""
 
     def __init__(self, lab: Lab, mode: str, logdir: str, daemon_args: Sequence[str] = (),
-                 config: Optional[str] = None, backend: Optional[str] = None):
-        if mode not in MODES:
+                 config: Optional[str] = None, backend: Optional[str] = None, base: Optional[str] = None):
+        if mode not in MODES and not (mode == BASE and base):
             raise ValueError("unknown router mode %r: use %s" % (mode, ", ".join(MODES)))
         self.lab, self.mode, self.logdir = lab, mode, logdir
         self.label = LABELS[mode]
@@ -99,6 +115,7 @@ class Router:
         self.alg: Optional[Alg] = None
         self.proc: Optional[subprocess.Popen] = None
         self.killed = False
+        self.base = base
 
     def start(self) -> "Router":
         lab = self.lab
@@ -114,9 +131,14 @@ class Router:
             if line[:1] != ["ready"]:
                 raise RuntimeError("null daemon did not start (%s): see %s/null.log" % (self.mode, self.logdir))
             self.backend = line[1]
-        elif self.mode == "sipalg":
+        elif self.mode in ("sipalg", BASE):
             extra = [] if self.config or "--log-level" in self.daemon_args else ["--log-level", "info"]
-            self.alg = Alg(lab, self.logdir, *(extra + self.daemon_args), config=self.config, env=env).start()
+            wrapper = None
+            if self.mode == BASE:            # its package ahead of this checkout's on sys.path
+                wrapper = ["-c", "import sys; sys.path.insert(0, %r); from alg.cli import main; "
+                                 "sys.exit(main(sys.argv[1:]))" % os.path.abspath(self.base)]
+            self.alg = Alg(lab, self.logdir, *(extra + self.daemon_args), config=self.config, env=env,
+                           python_args=wrapper).start()
             self.backend = self.status().get("queue_backend") or self.backend
         return self
 

@@ -1,7 +1,8 @@
 """What the engine asks the shell to do: a small closed set.
 
 The engine never touches the kernel; it returns these and the shell carries
-them out before it issues the verdict for the packet that caused them.  The
+them out around the verdict for the packet that caused them: what that
+datagram needs before it, the rest after (split_at_verdict).  The
 shell picks the kernel maps from the binding's kind (signalling or media),
 so the set stays this small however many maps there are.
 """
@@ -13,6 +14,8 @@ CLOSE = "close"        # gone
 SEND = "send"          # send a datagram (keep-alive answer, OPTIONS 200)
 
 KINDS = (OPEN, REFRESH, MOVE, CLOSE, SEND)
+
+SIGNALLING = "sip"     # a signalling binding's kind (bindings.SIP, which imports this module)
 
 
 class Action:
@@ -42,17 +45,34 @@ class Action:
         return "<%s %r>" % (self.kind, self.binding)
 
 
+def _may_follow(a):
+    """Whether the verdict need not wait for this action (see split_at_verdict)."""
+    k = a.kind
+    if k == REFRESH or k == CLOSE:
+        return a.binding is not None
+    b = a.binding
+    if b is None or b.kind == SIGNALLING:
+        return False
+    return k == MOVE or (k == OPEN and b.remote is None)
+
+
 def split_at_verdict(actions):
     """(before, after): the actions the datagram's verdict waits for, and those that may follow it.
 
-    A refresh only moves expiries and a close only ends what this datagram no longer needs, so
-    neither is needed for the datagram itself to cross; writing them after its verdict takes
-    their cost off its latency.  Opens, moves (a new peer or far end) and sends stay before.  A
-    binding that any action kept before also touches keeps all its actions before, in order, so
-    each binding's writes still reach the kernel in the order the engine made them."""
+    A datagram needs only its own signalling binding in the kernel to cross.  A refresh only
+    moves expiries and a close only ends what this datagram no longer needs.  A media binding
+    that admits nobody yet (an offer's: its far end is not known) carries nothing until the
+    answer comes back, and the offerer sends no media before it; a media gate that moves (the
+    answer names the far end) admits media the far end sends only once this datagram has
+    reached it, and any it sent earlier met a closed pinhole as before (the conntrack hygiene
+    clears what that left).  Writing these after the verdict takes their cost off its latency.
+    Opens of signalling bindings, of media bindings with a far end (the phone may send at
+    once) and sends stay before.  A binding that any action kept before also touches keeps all
+    its actions before, in order, so each binding's writes still reach the kernel in the order
+    the engine made them."""
     touched = set()
     for a in actions:
-        if a.kind != REFRESH and a.kind != CLOSE and a.binding is not None:
+        if not _may_follow(a) and a.binding is not None:
             touched.add(a.binding.lan)
             touched.add(a.binding.wan)
             if a.old is not None:
@@ -61,8 +81,8 @@ def split_at_verdict(actions):
     before, after = [], []
     for a in actions:
         b = a.binding
-        if (a.kind == REFRESH or a.kind == CLOSE) and b is not None and b.lan not in touched \
-                and b.wan not in touched:
+        if _may_follow(a) and b.lan not in touched and b.wan not in touched \
+                and (a.old is None or (a.old.lan not in touched and a.old.wan not in touched)):
             after.append(a)
         else:
             before.append(a)

@@ -20,12 +20,12 @@ signalling binding also keeps its peers: the addresses its device sent
 SIP to, the only ones the kernel lets start a new flow through it.
 """
 
-from .actions import Action, OPEN, REFRESH, MOVE, CLOSE
+from .actions import Action, OPEN, REFRESH, MOVE, CLOSE, SIGNALLING
 from .events import (BindingOpened, BindingClosed, MediaOpened, MediaClosed, MediaNarrowed, MediaMoved,
                      PeerAdmitted)
 from .policy import HOST_BINDINGS, BINDINGS, NO_FREE_PORT
 
-SIP = "sip"
+SIP = SIGNALLING
 RTP = "rtp"
 RTCP = "rtcp"
 

@@ -1,0 +1,130 @@
+"""What a verdict does not wait for (alg/daemon.py _later): when it reaches the kernel, in what order.
+
+The daemon here is real down to its packet path (the engine, the split at the verdict,
+the deferred work and its queue look-up on a real file descriptor); only the kernel table
+and the conntrack hygiene are recorders, so the order of writes and verdicts can be read.
+"""
+import socket
+import types
+
+from alg import daemon as D
+from alg.core.config import Config
+from alg.core.engine import Engine
+from alg.kernel.queue import PacketMeta
+from alg.packet import build_udp
+from bench import sipmsg
+
+PHONE, SERVER, WAN_IP = "10.0.0.2", ("203.0.113.10", 5060), "203.0.113.1"
+LAN_DEV, WAN_DEV = 3, 2
+
+
+class Recorder:
+    """The kernel table and the hygiene as the daemon calls them: every call, in one list."""
+
+    def __init__(self, trail):
+        self.trail = trail
+        self.last_failure = None
+
+    def apply(self, actions, now):
+        self.trail.append(("apply", [(a.kind, a.binding.kind, a.binding.lan[1]) for a in actions]))
+        return 0
+
+    def clear_the_way(self, actions, wan_ip):
+        pass
+
+    def defer(self, actions):
+        pass
+
+
+class Clock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+def daemon():
+    d = D.Daemon.__new__(D.Daemon)
+    d.trail = []
+    d.clock = Clock()
+    d.engine = Engine(Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], limit_host_calls=200, limit_sdp_media=200,
+                             limit_host_bindings=400))
+    d.site = types.SimpleNamespace(wan_index=WAN_DEV, lan_indexes={LAN_DEV})
+    d.table = d.hygiene = Recorder(d.trail)
+    d.wan_ip = WAN_IP
+    d.nft_failures = 0
+    d.counters = {"sent": 0, "not_udp": 0, "media_queued": 0, "not_crossing": 0}
+    d.refused, d._refusal_logged, d._refusal_quiet = {}, {}, {}
+    d._later = D.collections.deque()
+    d.queue, d.peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)   # readable: a datagram waits
+    return d
+
+
+def send(d, payload, sport):
+    """One datagram from the phone through the daemon's packet path; its verdict goes in the trail."""
+    def verdict(data, accept):
+        d.trail.append(("verdict", payload.split(b" ", 1)[0].decode()))
+    d.on_packet(build_udp((PHONE, sport), SERVER, payload), verdict, PacketMeta(LAN_DEV, WAN_DEV))
+
+
+def invite(port, n=1):
+    return sipmsg.request("INVITE", "sip:bob@203.0.113.10", (PHONE, port), "i%d" % n, "call-%d" % n, 1,
+                          body=sipmsg.sdp(PHONE, 40000 + 2 * n))
+
+
+def register(port):
+    return sipmsg.request("REGISTER", "sip:203.0.113.10", (PHONE, port), "r%d" % port, "reg-%d" % port, 1,
+                          expires=3600)
+
+
+def media_opens(entry):
+    return entry[0] == "apply" and any(kind in ("rtp", "rtcp") for _op, kind, _p in entry[1])
+
+
+def test_an_offers_media_reaches_the_kernel_after_the_invite_passed():
+    d = daemon()
+    send(d, invite(5070), 5070)
+    assert d.trail[0] == ("apply", [("open", "sip", 5070)])      # the INVITE's own binding: before
+    assert d.trail[1] == ("verdict", "INVITE")
+    assert len(d.trail) == 2 and len(d._later) == 1               # its media: not yet
+    d._work_off()                                                 # nothing waits: done now
+    assert media_opens(d.trail[2]) and not d._later
+
+
+def test_deferred_work_waits_for_a_waiting_datagram_but_not_for_long():
+    d = daemon()
+    send(d, invite(5070), 5070)
+    d.peer.send(b"x")                              # the answer is already in the queue
+    d._work_off()
+    assert len(d._later) == 1 and len(d.trail) == 2
+    d.clock.t += D.LATER_WAIT / 2
+    d._work_off()
+    assert len(d._later) == 1
+    d.clock.t += D.LATER_WAIT / 2 + 0.001          # ... and still there after LATER_WAIT: no more waiting
+    d._work_off()
+    assert not d._later and media_opens(d.trail[2])
+
+
+def test_what_earlier_datagrams_left_goes_first_when_a_binding_opens():
+    d = daemon()
+    send(d, invite(5070), 5070)
+    d.peer.send(b"x")
+    d._work_off()                                  # held: a datagram waits
+    send(d, register(5072), 5072)                  # a new binding: the INVITE's media go to the kernel first
+    kinds = [e[0] if e[0] == "verdict" else "media" if media_opens(e) else "sip" for e in d.trail]
+    assert kinds == ["sip", "verdict", "media", "sip", "verdict"]
+    assert d.trail[3] == ("apply", [("open", "sip", 5072)])
+
+
+def test_a_pile_of_deferred_work_is_done_regardless():
+    d = daemon()
+    d.peer.send(b"x")                              # a datagram waits all along
+    for n in range(D.LATER_MAX):
+        send(d, invite(5070, n), 5070)             # the first opens the binding, the rest only refresh it
+        d._work_off()
+    assert len(d._later) == D.LATER_MAX
+    send(d, invite(5070, D.LATER_MAX), 5070)       # one more than may wait: all of it goes now, in order
+    assert not d._later
+    ports = [p for e in d.trail if media_opens(e) for op, kind, p in e[1] if op == "open" and kind == "rtp"]
+    assert ports == [40000 + 2 * n for n in range(D.LATER_MAX + 1)]
