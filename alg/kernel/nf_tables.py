@@ -148,20 +148,29 @@ def family_number(family: Union[str, int]) -> int:
 # -- values
 
 
+_PORT = struct.Struct("!H").pack
+_aton = socket.inet_aton
+
+
 def _field(v: Union[str, int, bytes]) -> bytes:
+    t = type(v)                             # exact types first: this runs for every new element
+    if t is int:
+        if 0 <= v <= 0xFFFF:
+            return _PORT(v)
+        raise ValueError("port %d out of range 0-65535" % v)
+    if t is str:
+        if v.count(".") == 3:
+            try:
+                return _aton(v)
+            except OSError:
+                pass
+        return _bad_addr(v)
     if isinstance(v, bytes):
         return v
     if isinstance(v, bool):
         raise ValueError("not an nftables value: %r" % (v,))
-    if isinstance(v, int):
-        if not 0 <= v <= 0xFFFF:
-            raise ValueError("port %d out of range 0-65535" % v)
-        return struct.pack("!H", v)
-    if isinstance(v, str):
-        try:
-            return socket.inet_aton(v) if v.count(".") == 3 else _bad_addr(v)
-        except OSError:
-            return _bad_addr(v)
+    if isinstance(v, (int, str)):           # a subclass (an IntEnum...): as its plain value
+        return _field(int(v) if isinstance(v, int) else str(v))
     raise ValueError("not an nftables value: %r" % (v,))
 
 
@@ -173,11 +182,14 @@ def encode_value(value: Key) -> bytes:
     """A key or map datum as the kernel stores it: a tuple is a concatenation, one 4-byte-aligned
     register slot per field (NFT_REG32_SIZE); a single value keeps its own length."""
     if isinstance(value, tuple):
-        out = b""
+        out = []
         for v in value:
             f = _field(v)
-            out += f + b"\0" * (-len(f) % 4)
-        return out
+            out.append(f)
+            n = len(f) & 3
+            if n:
+                out.append(_PAD[n])
+        return b"".join(out)
     return _field(value)
 
 
