@@ -29,7 +29,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from bench.routers import (LABELS, add_daemon_options, daemon_note, describe_refusals,  # noqa: E402
-                           lab_router, queued_by_kernel)
+                           lab_router, queued_by_kernel, check_modes)
 from bench.stamps import WHAT, Stamps                                              # noqa: E402
 from bench.stats import pct                                                        # noqa: E402
 from tests.support.lab.netns import PHONES, SERVER                                 # noqa: E402
@@ -120,8 +120,9 @@ def main() -> int:
         print("callrate: --rates %r: give calls per second, comma-separated" % args.rates, file=sys.stderr)
         return 2
     modes = [m for m in args.modes.split(",") if m]
-    if any(m not in MODES for m in modes):
-        print("callrate: --modes %r: use %s" % (args.modes, ", ".join(MODES)), file=sys.stderr)
+    bad = check_modes(modes, args, MODES)
+    if bad:
+        print("callrate: " + bad, file=sys.stderr)
         return 2
     print("call set-up: INVITE sent -> 200 OK received at the calling phone, from %s on its eth0; "
           "sipp UAC -> sipp UAS, %g s per rate, hold %d ms%s" % (WHAT, args.seconds, args.hold_ms,

@@ -62,11 +62,11 @@ def add_daemon_options(ap: argparse.ArgumentParser) -> None:
                     "config) beside this one's" % BASE)
 
 
-def check_modes(modes: Sequence[str], args: argparse.Namespace) -> Optional[str]:
-    """What is wrong with the --modes asked for (None: nothing)."""
-    bad = [m for m in modes if m not in MODES and m != BASE]
+def check_modes(modes: Sequence[str], args: argparse.Namespace, known: Sequence[str] = MODES) -> Optional[str]:
+    """What is wrong with the --modes asked for, of `known` and sipalg-base (None: nothing)."""
+    bad = [m for m in modes if m not in known and m != BASE]
     if bad:
-        return "--modes: unknown %s (use %s, or %s with --base)" % (", ".join(bad), ", ".join(MODES), BASE)
+        return "--modes: unknown %s (use %s, or %s with --base)" % (", ".join(bad), ", ".join(known), BASE)
     if BASE in modes and not (args.base and os.path.isfile(os.path.join(args.base, "alg", "cli.py"))):
         return "--modes %s: --base must name a sipalg checkout (got %r)" % (BASE, args.base)
     return None

@@ -642,10 +642,63 @@ def _name_addrs(v, kind):
             if len(elements) != 1:
                 return "* with other values"
             continue
+        if _plain_name_addr(e, kind == _ROUTE, rules):
+            continue
         why = _name_addr(e, kind == _ROUTE, rules)
         if why:
             return why
     return ""
+
+
+# Letters, digits, '-', '.' and '_': in every part of a name-addr (user, host, URI and header
+# parameter names and values) what the grammar allows, and nothing that opens another reading
+# (no quote, escape, bracket, '@', '?', ',' or white space).
+_PLAIN = _ALNUM + b"-._"
+
+
+def _plain_pairs(pieces, rules):
+    """Each piece a name[=value] of _PLAIN bytes (a value not empty) that _param() accepts."""
+    for p in pieces:
+        name, eq, value = p.partition(b"=")
+        if not name or name.lstrip(_PLAIN) or (eq and (not value or value.lstrip(_PLAIN))):
+            return False
+        if rules and _param(name, value if eq else None, rules):
+            return False
+    return True
+
+
+def _plain_userhost(main):
+    """[user@]host[:port] of a SIP URI in _PLAIN bytes, the host and port as the grammar has them."""
+    user, at, hostport = main.rpartition(b"@")
+    if at and (not user or user.lstrip(_PLAIN)):
+        return False
+    host, colon, port = hostport.partition(b":")
+    return not host.lstrip(_HOSTNAME) and _host(host) and (not colon or _port(port))
+
+
+def _plain_name_addr(e, brackets, rules):
+    """True when e is [display-name] <sip:[user@]host[:port][;p[=v]]...>[;p[=v]]... (or, where
+    brackets are not required, sip:[user@]host[:port][;p[=v]]...) in _PLAIN bytes and the display
+    name's tokens: the usual From, To and Contact, judged in a few steps to exactly what
+    _name_addr() says of it.  False is no verdict: _name_addr() then decides."""
+    if e[:4] == b"sip:":
+        if brackets:
+            return False
+        main, semi, params = e[4:].partition(b";")       # addr-spec: header parameters from the first ';'
+        return _plain_userhost(main) and (not semi or _plain_pairs(params.split(b";"), rules))
+    lt = e.find(b"<")
+    if lt < 0 or e[lt:lt + 5] != b"<sip:" or (lt and e[:lt].lstrip(_TOKEN_LWS)):
+        return False
+    gt = e.find(b">", lt)
+    if gt < 0:
+        return False
+    main, semi, params = e[lt + 5:gt].partition(b";")
+    if not _plain_userhost(main) or (semi and not _plain_pairs(params.split(b";"), None)):
+        return False
+    tail = e[gt + 1:]
+    if not tail:
+        return True
+    return tail[0] == 59 and _plain_pairs(tail[1:].split(b";"), rules)
 
 
 def _name_addr(e, brackets, rules):

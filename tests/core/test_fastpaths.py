@@ -185,3 +185,47 @@ def test_media_bindings_close_with_the_call_timer():
     acts = e.expire(181.0)
     assert e.lookup_lan(("10.0.0.2", 6000)) is None and not e.dialogs
     assert sorted(kinds(acts.actions)) == ["close rtcp", "close rtp", "close sip"]
+
+
+def test_plain_name_addrs_are_judged_as_the_whole_grammar_judges_them():
+    from alg.core import grammar as G
+    # each part: (what the grammar takes, what it may not), combined on a fixed walk
+    parts = [
+        ([b"", b"Alice ", b"Al ice\t"], [b"\"A\" ", b"A;b ", b"A<"]),
+        ([b"<sip:"], [b"<SIP:", b"<sips:", b"<tel:", b"tel:"]),
+        ([b"", b"u5@", b"a.b-c_d@"], [b"a@b@", b"@", b"u%41@", b"u:p@", b"u;x@", b"u?@"]),
+        ([b"10.0.0.2", b"example.com", b"x9", b"ex.com."],
+         [b"1.2.3", b"1234.1.1.1", b"-a.com", b"a-.com", b"9x", b"a..b", b"", b"[::1]", b"a_b.com"]),
+        ([b"", b":5060", b":65535", b":0"], [b":65536", b":", b":123456", b":5a", b":1:2"]),
+        ([b"", b";transport=udp", b";lr", b";ob"], [b";x=", b";;", b";a=b=c", b";a=%41", b";", b";a@b"]),
+        ([b">"], [b">>", b"> "]),
+        ([b"", b";tag=abc", b";expires=60", b";x", b";q=0.5", b";x=y_z", b";tag=a;tag=b"],
+         [b";tag", b";tag=", b";expires=x", b";expires", b";x=\"q\"", b" ;tag=1", b";tag=a b", b">",
+          b";tag=1>", b"x", b";=1"]),
+    ]
+    plain = 0
+    k = 12345
+    for n in range(8000):
+        e = b""
+        bad = n % len(parts) if n % 3 else -1           # one part at most off the grammar
+        for j, (good, worse) in enumerate(parts):
+            k = (k * 1103515245 + 12345) % 2147483648
+            choice = worse if j == bad else good
+            e += choice[(k >> 8) % len(choice)]
+        e = e.strip(b" \t\r\n")
+        if not e:
+            continue
+        for rules, brackets in ((G._CONTACT_PARAMS, False), (G._TAG_PARAMS, False), (G._NO_PARAMS, True)):
+            for form in (e, e.replace(b"<", b"").replace(b">", b"")):      # name-addr, addr-spec
+                if G._plain_name_addr(form, brackets, rules):
+                    plain += 1
+                    assert G._name_addr(form, brackets, rules) == "", form
+    assert plain > 3000                                 # the shortcut is taken, not only refused
+    for e in (b"<sip:u5@10.0.0.2:5060>;tag=f5", b"Alice <sip:alice@example.com>", b"<sip:10.0.0.2;lr>",
+              b"<sip:u@10.0.0.2:5060;transport=udp>;expires=3600"):
+        assert G._plain_name_addr(e, False, G._CONTACT_PARAMS) and G._name_addr(e, False, G._CONTACT_PARAMS) == ""
+    assert G._plain_name_addr(b"sip:sipp@10.0.0.2:5060;expires=60", False, G._CONTACT_PARAMS)
+    assert not G._plain_name_addr(b"sip:10.0.0.2;lr", True, G._NO_PARAMS)          # a Route needs <>
+    for e in (b"<sip:u@10.0.0.2>;expires=x", b"<sip:u@-a.com>", b"<sip:u@h:65536>", b"<sip:u@h>;tag",
+              b"sip:u@h;expires=x", b"<sip:u@h"):
+        assert not G._plain_name_addr(e, False, G._CONTACT_PARAMS if b"exp" in e else G._TAG_PARAMS)
