@@ -3,7 +3,9 @@
 The shell around the pure engine: NFQUEUE in (its direction from the
 interfaces the packet crosses), verdicts out, the engine's actions carried
 out in the kernel (one netlink batch of elements per packet at most, and
-the conntrack entries they make stale deleted) before the verdict, timers
+the conntrack entries they make stale deleted): what the datagram needs
+before its verdict, the rest (actions.split_at_verdict) with its log lines
+once no other datagram waits (_work_off), timers
 driven from a monotonic clock, the WAN address and our table followed as
 the kernel reports changes, status published for `sipalg status` and LuCI
 (alg/statusfile.py).  Nothing
@@ -459,10 +461,14 @@ class Daemon:
 
     def _do_later(self, item) -> None:
         when, actions, events = item
-        if actions:
-            self._carry_out(actions, when)
-        if events:
-            self._log_events(events)
+        try:
+            if actions:
+                self._carry_out(actions, when)
+            if events:
+                self._log_events(events)
+        except Exception:              # as on the packet path: a bug costs this item, never the daemon
+            log.exception("internal error after a verdict; %d actions may not have reached the kernel",
+                          len(actions or ()))
 
     def _datagram_waiting(self) -> bool:
         try:

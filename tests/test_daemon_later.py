@@ -128,3 +128,16 @@ def test_a_pile_of_deferred_work_is_done_regardless():
     assert not d._later
     ports = [p for e in d.trail if media_opens(e) for op, kind, p in e[1] if op == "open" and kind == "rtp"]
     assert ports == [40000 + 2 * n for n in range(D.LATER_MAX + 1)]
+
+
+def test_a_fault_in_deferred_work_costs_that_item_not_the_daemon(caplog):
+    d = daemon()
+    send(d, invite(5070, 1), 5070)
+    send(d, invite(5070, 2), 5070)
+
+    def broken(actions, now):
+        raise OSError(105, "No buffer space available")
+    d.table.apply = broken
+    d._catch_up()                                  # both items tried, neither raises out of the loop
+    assert not d._later
+    assert caplog.text.count("internal error after a verdict") == 2
