@@ -23,6 +23,9 @@ RUNS = [
     (["latency.py", "--quick"], [r"^OPTIONS(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
                                  r"^200 expires 0 \(in\)(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
                                  r"^samples / lost(\s+[1-9]\d* / \d+)+$"]),
+    # another checkout beside this one (this one again: what matters is that both run)
+    (["latency.py", "--quick", "--modes", "sipalg-base,sipalg", "--base", ROOT],
+     [r"sipalg base\s+sipalg", r"^samples / lost\s+[1-9]\d* / \d+\s+[1-9]\d* / \d+$"]),
     (["callrate.py", "--quick"], [r"^\s+20\s+plain NAT\s+20\s+20\s", r"^\s+20\s+sipalg\s+20\s",
                                   r"^highest rate with p99"]),
     (["memory.py", "--quick"], [r"^idle\s+\d+\.\d MB", r"^200 registrations\s+\d+\.\d MB",
@@ -35,7 +38,7 @@ RUNS = [
 ]
 
 
-@pytest.mark.parametrize("argv,shows", RUNS, ids=[r[0][0] for r in RUNS])
+@pytest.mark.parametrize("argv,shows", RUNS, ids=[r[0][0] + ("-base" if "--base" in r[0] else "") for r in RUNS])
 def test_benchmark_runs(argv, shows):
     if argv[0] != "engine_bench.py":
         require_lab(extra=("kamailio",))
@@ -45,3 +48,9 @@ def test_benchmark_runs(argv, shows):
     assert r.returncode == 0, out + r.stderr.decode(errors="replace")[-3000:]
     for pattern in shows:
         assert re.search(pattern, out, re.M), "%s: no line matching %r in:\n%s" % (argv[0], pattern, out)
+
+
+def test_a_base_mode_needs_a_checkout():
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "callrate.py"), "--modes", "sipalg-base"],
+                       cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+    assert r.returncode == 2 and b"--base must name a sipalg checkout" in r.stderr, r.stderr
