@@ -53,7 +53,7 @@ def _may_follow(a):
     b = a.binding
     if b is None or b.kind == SIGNALLING:
         return False
-    return k == MOVE or (k == OPEN and b.remote is None)
+    return k == OPEN and b.remote is None
 
 
 def split_at_verdict(actions):
@@ -62,12 +62,10 @@ def split_at_verdict(actions):
     A datagram needs only its own signalling binding in the kernel to cross.  A refresh only
     moves expiries and a close only ends what this datagram no longer needs.  A media binding
     that admits nobody yet (an offer's: its far end is not known) carries nothing until the
-    answer comes back, and the offerer sends no media before it; a media gate that moves (the
-    answer names the far end) admits media the far end sends only once this datagram has
-    reached it, and any it sent earlier met a closed pinhole as before (the conntrack hygiene
-    clears what that left).  Writing these after the verdict takes their cost off its latency.
-    Opens of signalling bindings, of media bindings with a far end (the phone may send at
-    once) and sends stay before.  A binding that any action kept before also touches keeps all
+    answer comes back, and the offerer sends no media before it.  Writing these after the
+    verdict takes their cost off its latency.  Opens of signalling bindings, of media bindings
+    with a far end (the phone may send at once), moves (the answer's sender may send media
+    as soon as it sent the answer, RFC 3264 6) and sends stay before.  A binding that any action kept before also touches keeps all
     its actions before, in order, so each binding's writes still reach the kernel in the order
     the engine made them."""
     touched = set()

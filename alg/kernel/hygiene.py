@@ -10,7 +10,9 @@ audio.  So the entries an action makes stale are deleted over ctnetlink
 
   move    a pinhole's admitted far end changed: the old far end's flows go,
           and when anyone was admitted before (media_from 'any'), every flow
-          from anyone but the new far end
+          from anyone but the new far end; when nobody was (an offer's gate
+          meets the answer), the far end's own first packets, which overtook
+          the queued answer and ended at the router, before the answer's verdict
   close   the binding's flows, both ways
   readmit who may reach the bindings changed (a reload of inbound_sip or
           sip_peer): the flows to their WAN ports but their own peers'
@@ -63,6 +65,9 @@ class Hygiene:
             return
         for a in actions:
             b = a.binding
+            if a.kind == A.MOVE and b is not None and b.kind != SIP:
+                self._opened_to(b, a.old, wan_ip)
+                continue
             if a.kind != A.OPEN or a.dst is None or b is None or b.kind != SIP:
                 continue
             try:
@@ -74,6 +79,25 @@ class Hygiene:
             except (NetlinkError, OSError) as e:
                 self.errors += 1
                 log.debug("conntrack: clearing the way for %r: %s", a, e)
+
+    def _opened_to(self, b, old, wan_ip: str) -> None:
+        """A media gate that admitted nobody now admits the far end the answer named.  The far
+        end may send at once (RFC 3264 6: the answerer MAY send media immediately), and its first
+        packet overtakes its answer, which waits in the queue: finding no gate it ended at the
+        router itself, and conntrack keeps that flow, so every later packet would too (the
+        phone deaf) and the phone's own media, whose reply tuple it holds, would be NATed to
+        another port.  Deleted before the answer reaches the phone, by its tuple (one lookup)."""
+        if old is None or old.remote is not None or b.remote is None or b.remote == ANYONE or not b.remote[1]:
+            return                      # a far end by address only: run() walks the port's flows
+        try:
+            f = self.ct.by_orig(Tuple(b.remote[0], wan_ip, b.remote[1], b.wan[1], UDP))
+            if f is not None and f.reply.src != b.lan[0] and self.ct.delete(f):
+                self.deleted += 1
+                log.debug("conntrack: cleared %s:%d's flow that reached WAN port %d before its gate opened",
+                          b.remote[0], b.remote[1], b.wan[1])
+        except (NetlinkError, OSError) as e:
+            self.errors += 1
+            log.debug("conntrack: clearing the way for media to %r: %s", b, e)
 
     def defer(self, actions: Iterable[A.Action]) -> None:
         """Remember what these actions make stale, for run()."""
@@ -102,8 +126,14 @@ class Hygiene:
 
     def _moved(self, b, old, wan_ip: str) -> None:
         was = old.remote if old is not None else None
-        if was is None or was == b.remote:
+        if was is None:
+            if b.remote is not None and b.remote != ANYONE and not b.remote[1]:
+                # admitted by address only: its early flows (see _opened_to) ended at the router
+                self.deleted += self.ct.delete_flows(orig=Match(src=b.remote[0], dst=wan_ip, dport=b.wan[1]),
+                                                     keep=lambda f: f.reply.src == b.lan[0])
             return                                      # nobody was let in before: nothing to undo
+        if was == b.remote:
+            return
         if was == ANYONE or was[1] == 0:
             keep = b.remote[0] if b.remote is not None and b.remote != ANYONE else None
             self.deleted += self.ct.delete_flows(orig=Match(dst=wan_ip, dport=b.wan[1]),

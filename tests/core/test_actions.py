@@ -24,14 +24,15 @@ def test_refreshes_and_closes_follow_the_verdict_opens_and_sends_do_not():
     assert kinds(after) == [("refresh", 5060), ("close", 7000)]
 
 
-def test_an_offers_media_and_a_moved_media_gate_follow_the_verdict():
+def test_an_offers_media_follows_the_verdict_the_answers_move_of_its_gate_does_not():
     # an INVITE's offer: its media admits nobody until the answer, and the phone sends nothing before it
     offer = [Action(OPEN, _b(40000, 40000, remote=None)), Action(OPEN, _b(40001, 40001, "rtcp", remote=None))]
     assert split_at_verdict(offer) == ([], offer)
-    # the answer names the far end: its media meets the gate only after this datagram reached it
+    # the answer names the far end, which may send media as soon as it sent the answer (RFC 3264 6):
+    # the gate opens before the answer crosses, and its refresh keeps its place after the move
     rtp, was = _b(40000, 40000), _b(40000, 40000, remote=None)
     answer = [Action(MOVE, rtp, old=was), Action(REFRESH, rtp)]
-    assert split_at_verdict(answer) == ([], answer)
+    assert split_at_verdict(answer) == (answer, [])
     # a signalling binding's move (a new peer may send SIP at once) stays before
     sip = _b(5060, 5060, "sip")
     assert kinds(split_at_verdict([Action(MOVE, sip, old=sip)])[0]) == [("move", 5060)]

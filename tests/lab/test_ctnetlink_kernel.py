@@ -137,3 +137,38 @@ def test_a_closed_binding_drops_its_flows_and_frees_its_port():
             assert listed() == set() and ct.flows() == []
         finally:
             ct.close()
+
+
+@in_private_netns
+def test_an_answers_gate_clears_the_far_ends_flow_that_overtook_the_answer():
+    # the far end's first packet to WAN port 6002 came before any gate (no DNAT: it ended here)
+    from alg.core import actions as A
+    from alg.core.bindings import Binding
+    from alg.kernel.hygiene import Hygiene
+    with Net() as net:
+        net.traffic()
+        net.send(net.wan, FAR, 30002, WAN, 6002)
+        early = (FAR, 30002, WAN, 6002)
+        assert early in listed()
+        h = Hygiene(Conntrack())
+        try:
+            f = h.ct.by_orig(Tuple(FAR, WAN, 30002, 6002))
+            assert f is not None and f.reply.src == WAN                  # ended at the router
+            assert h.ct.by_orig(Tuple(FAR, WAN, 30000, 6000)).reply.src == LAN     # DNATed
+            assert h.ct.by_orig(Tuple(FAR, WAN, 39999, 6002)) is None
+            gate = Binding((LAN, 7078), (WAN, 6002), "rtp", remote=(FAR, 30002))
+            was = Binding((LAN, 7078), (WAN, 6002), "rtp", remote=None)
+            h.clear_the_way([A.Action(A.MOVE, gate, old=was)], WAN)
+            assert h.deleted == 1 and listed() == ALL
+            # a DNATed flow of the far end the gate names is its own: left alone
+            gate = Binding((LAN, 7078), (WAN, 6000), "rtp", remote=(FAR, 30000))
+            h.clear_the_way([A.Action(A.MOVE, gate, old=Binding((LAN, 7078), (WAN, 6000), "rtp", remote=None))], WAN)
+            assert h.deleted == 1 and listed() == ALL
+            # by address only: after the verdict, a walk of the port's flows
+            net.send(net.wan, FAR, 30004, WAN, 6004)
+            addr_only = Binding((LAN, 7080), (WAN, 6004), "rtp", remote=(FAR, 0))
+            h.defer([A.Action(A.MOVE, addr_only, old=Binding((LAN, 7080), (WAN, 6004), "rtp", remote=None))])
+            h.run(WAN)
+            assert h.deleted == 2 and listed() == ALL
+        finally:
+            h.close()

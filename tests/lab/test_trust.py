@@ -4,8 +4,10 @@ Each test is one observation of issue 10 against the real kernel: forged
 WAN sources, ports below 1024, pinholes before the far end is known, the
 router's own listeners, SIP scanners, reused ports, one host at its caps.
 """
+import json
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -141,6 +143,41 @@ def test_media_admits_only_the_far_end_before_during_and_after(lab, alg):
                  "--reply-src", PHONES[0], check=False)
     assert ct.stdout.decode().strip() == ""
     assert not _reaches(lab, (SERVER, 20000), wan_port, 6000)          # after the BYE: nobody
+
+
+EAGER_ANSWERER = """
+import json, socket, struct, sys, time
+sip = socket.socket(2, 2); sip.bind((%r, 5060))
+rtp = socket.socket(2, 2); rtp.bind((%r, 20000)); rtp.setblocking(False)
+sip.sendto(sys.stdin.buffer.read(), (%r, 5060))
+seen = {}
+for i in range(25):                     # RFC 3264: the answerer may send media at once
+    rtp.sendto(struct.pack("!BBHII", 0x80, 0, i, i * 160, 7) + bytes(160), (%r, %d))
+    end = time.monotonic() + 0.02
+    while time.monotonic() < end:
+        try:
+            _, src = rtp.recvfrom(2048)
+            seen["%%s:%%d" %% src] = seen.get("%%s:%%d" %% src, 0) + 1
+        except OSError:
+            time.sleep(0.002)
+print(json.dumps(seen))
+"""
+
+
+def test_media_the_far_end_sends_with_its_answer_reaches_the_phone_both_ways(lab, alg):
+    # The far end's first packet overtakes its 200 (queued) and ends at the router itself: that
+    # flow must not keep the phone deaf, nor push the phone's own media onto another WAN port.
+    got = _out(lab, invite("eager", 6000))
+    wan_port = int(got[1].split(b"m=audio ")[1].split(b" ")[0])
+    echo = RtpEcho(lab, lab.ph1, PHONES[0], 6000, 2.5)
+    rx = recv_udp(lab, lab.ph1, (PHONES[0], 5060))
+    far = lab.run(lab.wan, sys.executable, "-c", EAGER_ANSWERER % (SERVER, SERVER, ROUTER_WAN, ROUTER_WAN, wan_port),
+                  input=_ok("eager"), timeout=30)
+    assert received(rx) is not None
+    back = json.loads(far.stdout)
+    heard = echo.result()
+    assert heard.get("%s:20000" % SERVER, 0) >= 20, heard                    # in: at the phone
+    assert set(back) == {"%s:%d" % (ROUTER_WAN, wan_port)} and back["%s:%d" % (ROUTER_WAN, wan_port)] >= 20, back
 
 
 def test_a_strangers_early_flow_dies_when_the_pinhole_narrows(lab, logdir):
