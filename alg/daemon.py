@@ -425,8 +425,8 @@ class Daemon:
         if res.actions:
             first, later = A.split_at_verdict(res.actions)
             if first:
-                if self._later:
-                    self._catch_up()                # what earlier datagrams left goes to the kernel first
+                if self._later:                     # what earlier datagrams left goes to the kernel first,
+                    first = self._later_actions() + first       # in the same batch
                 self._carry_out(first, now)         # before the verdict: the datagram's own NAT needs them
         if res.verdict == DROP:
             verdict(None, False)
@@ -458,6 +458,17 @@ class Daemon:
         later = self._later
         while later:
             self._do_later(later.popleft())
+
+    def _later_actions(self) -> list:
+        """The actions that wait, in order, taken out of the queue (their log lines stay in it)."""
+        out: list = []
+        later = self._later
+        for i in range(len(later)):
+            when, actions, events = later[i]
+            if actions:
+                out.extend(actions)
+                later[i] = (when, None, events)
+        return out
 
     def _do_later(self, item) -> None:
         when, actions, events = item

@@ -11,7 +11,7 @@ from alg import daemon as D
 from alg.core.config import Config
 from alg.core.engine import Engine
 from alg.kernel.queue import PacketMeta
-from alg.packet import build_udp
+from alg.packet import build_udp, parse_udp
 from bench import sipmsg
 
 PHONE, SERVER, WAN_IP = "10.0.0.2", ("203.0.113.10", 5060), "203.0.113.1"
@@ -111,10 +111,34 @@ def test_what_earlier_datagrams_left_goes_first_when_a_binding_opens():
     send(d, invite(5070), 5070)
     d.peer.send(b"x")
     d._work_off()                                  # held: a datagram waits
-    send(d, register(5072), 5072)                  # a new binding: the INVITE's media go to the kernel first
-    kinds = [e[0] if e[0] == "verdict" else "media" if media_opens(e) else "sip" for e in d.trail]
-    assert kinds == ["sip", "verdict", "media", "sip", "verdict"]
-    assert d.trail[3] == ("apply", [("open", "sip", 5072)])
+    send(d, register(5072), 5072)                  # a new binding: the INVITE's media go to the kernel first,
+    assert [e[0] for e in d.trail] == ["apply", "verdict", "apply", "verdict"]          # in the same batch
+    assert d.trail[2] == ("apply", [("open", "rtp", 40002), ("open", "rtcp", 40003), ("open", "sip", 5072)])
+    assert len(d._later) == 2                      # the log lines still wait
+    d.queue.recv(16)                              # the waiting datagram was handled
+    d._work_off()
+    assert not d._later and len(d.trail) == 4      # ... and nothing went to the kernel twice
+
+
+def test_the_answers_media_gate_opens_before_the_answer_crosses():
+    # the far end may send media as soon as it sent its answer (RFC 3264 6): the gate is open, and
+    # the flow its first packet left at the router cleared, before the phone gets the answer
+    d = daemon()
+    seen = []
+    d.on_packet(build_udp((PHONE, 5070), SERVER, invite(5070)), lambda data, ok: seen.append(data),
+                PacketMeta(LAN_DEV, WAN_DEV))
+    d.peer.send(b"x")
+    d._work_off()                                  # the offer's media still wait
+    ok = sipmsg.answer(parse_udp(seen[0]).payload, SERVER, media_port=20000)
+    cleared = []
+    d.hygiene.clear_the_way = lambda actions, wan_ip: cleared.append([a.kind for a in actions])
+    d.on_packet(build_udp(SERVER, (WAN_IP, 5070), ok), lambda data, ok: d.trail.append(("verdict", "200")),
+                PacketMeta(WAN_DEV, LAN_DEV))
+    applied = d.trail[1][1]
+    assert [e[0] for e in d.trail] == ["apply", "apply", "verdict"]
+    assert applied[:2] == [("open", "rtp", 40002), ("open", "rtcp", 40003)]
+    assert ("move", "rtp", 40002) in applied[2:] and ("move", "rtcp", 40003) in applied[2:]
+    assert cleared and "move" in cleared[-1]
 
 
 def test_a_pile_of_deferred_work_is_done_regardless():

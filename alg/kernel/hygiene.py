@@ -60,13 +60,17 @@ class Hygiene:
         toward a known far end; a flow already holding that reply tuple for another LAN address
         (NATed by MASQUERADE while the daemon was busy or down) would make the kernel drop it as a
         clash.  One lookup by reply tuple per new binding (a hash lookup, no dump); the binding's
-        own flow is left alone."""
+        own flow is left alone.  And a media gate the answer opens: the far end's flow that
+        overtook the answer (see _overtaken), all of them in one delete."""
         if wan_ip is None:
             return
+        overtaken = []
         for a in actions:
             b = a.binding
             if a.kind == A.MOVE and b is not None and b.kind != SIP:
-                self._opened_to(b, a.old, wan_ip)
+                t = self._overtaken(b, a.old, wan_ip)
+                if t is not None:
+                    overtaken.append(t)
                 continue
             if a.kind != A.OPEN or a.dst is None or b is None or b.kind != SIP:
                 continue
@@ -79,25 +83,28 @@ class Hygiene:
             except (NetlinkError, OSError) as e:
                 self.errors += 1
                 log.debug("conntrack: clearing the way for %r: %s", a, e)
+        if overtaken:
+            try:
+                n = self.ct.delete_all(overtaken)      # one sendmsg; gone already: ENOENT, not counted
+                if n:
+                    self.deleted += n
+                    log.debug("conntrack: cleared %d flows that reached media ports before their gate opened", n)
+            except (NetlinkError, OSError) as e:
+                self.errors += 1
+                log.debug("conntrack: clearing the way for media: %s", e)
 
-    def _opened_to(self, b, old, wan_ip: str) -> None:
+    @staticmethod
+    def _overtaken(b, old, wan_ip: str) -> Optional[Tuple]:
         """A media gate that admitted nobody now admits the far end the answer named.  The far
         end may send at once (RFC 3264 6: the answerer MAY send media immediately), and its first
         packet overtakes its answer, which waits in the queue: finding no gate it ended at the
-        router itself, and conntrack keeps that flow, so every later packet would too (the
-        phone deaf) and the phone's own media, whose reply tuple it holds, would be NATed to
-        another port.  Deleted before the answer reaches the phone, by its tuple (one lookup)."""
+        router itself, and conntrack keeps that flow, so every later packet would too (the phone
+        deaf) and the phone's own media, whose reply tuple it holds, would be NATed to another
+        port.  Its original tuple, to delete before the answer reaches the phone.  While the gate
+        admitted nobody no flow on it can be the phone's, so none is looked up first."""
         if old is None or old.remote is not None or b.remote is None or b.remote == ANYONE or not b.remote[1]:
-            return                      # a far end by address only: run() walks the port's flows
-        try:
-            f = self.ct.by_orig(Tuple(b.remote[0], wan_ip, b.remote[1], b.wan[1], UDP))
-            if f is not None and f.reply.src != b.lan[0] and self.ct.delete(f):
-                self.deleted += 1
-                log.debug("conntrack: cleared %s:%d's flow that reached WAN port %d before its gate opened",
-                          b.remote[0], b.remote[1], b.wan[1])
-        except (NetlinkError, OSError) as e:
-            self.errors += 1
-            log.debug("conntrack: clearing the way for media to %r: %s", b, e)
+            return None                 # a far end by address only: run() walks the port's flows
+        return Tuple(b.remote[0], wan_ip, b.remote[1], b.wan[1], UDP)
 
     def defer(self, actions: Iterable[A.Action]) -> None:
         """Remember what these actions make stale, for run()."""

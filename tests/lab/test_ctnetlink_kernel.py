@@ -160,10 +160,10 @@ def test_an_answers_gate_clears_the_far_ends_flow_that_overtook_the_answer():
             was = Binding((LAN, 7078), (WAN, 6002), "rtp", remote=None)
             h.clear_the_way([A.Action(A.MOVE, gate, old=was)], WAN)
             assert h.deleted == 1 and listed() == ALL
-            # a DNATed flow of the far end the gate names is its own: left alone
-            gate = Binding((LAN, 7078), (WAN, 6000), "rtp", remote=(FAR, 30000))
-            h.clear_the_way([A.Action(A.MOVE, gate, old=Binding((LAN, 7078), (WAN, 6000), "rtp", remote=None))], WAN)
-            assert h.deleted == 1 and listed() == ALL
+            # none there (the far end waited for its answer): nothing else goes
+            gate = Binding((LAN, 7078), (WAN, 6006), "rtp", remote=(FAR, 30006))
+            h.clear_the_way([A.Action(A.MOVE, gate, old=Binding((LAN, 7078), (WAN, 6006), "rtp", remote=None))], WAN)
+            assert h.deleted == 1 and h.errors == 0 and listed() == ALL
             # by address only: after the verdict, a walk of the port's flows
             net.send(net.wan, FAR, 30004, WAN, 6004)
             addr_only = Binding((LAN, 7080), (WAN, 6004), "rtp", remote=(FAR, 0))
