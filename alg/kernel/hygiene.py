@@ -95,16 +95,21 @@ class Hygiene:
 
     @staticmethod
     def _overtaken(b, old, wan_ip: str) -> Optional[Tuple]:
-        """A media gate that admitted nobody now admits the far end the answer named.  The far
-        end may send at once (RFC 3264 6: the answerer MAY send media immediately), and its first
-        packet overtakes its answer, which waits in the queue: finding no gate it ended at the
-        router itself, and conntrack keeps that flow, so every later packet would too (the phone
-        deaf) and the phone's own media, whose reply tuple it holds, would be NATed to another
-        port.  Its original tuple, to delete before the answer reaches the phone.  While the gate
-        admitted nobody no flow on it can be the phone's, so none is looked up first."""
-        if old is None or old.remote is not None or b.remote is None or b.remote == ANYONE or not b.remote[1]:
+        """A media gate now admits a far end it did not admit (an answer names it: nobody or
+        another host before).  The far end may send at once (RFC 3264 6: the answerer MAY send
+        media immediately), and its first packet overtakes its answer, which waits in the queue:
+        finding no gate it ended at the router itself, and conntrack keeps that flow, so every
+        later packet would too (the phone deaf) and the phone's own media, whose reply tuple it
+        holds, would be NATed to another port.  Its original tuple (symmetric RTP: it sends from
+        the port it named), to delete before the answer reaches the phone; one the gate let in
+        is DNATed and is only started afresh."""
+        new = b.remote
+        if new is None or new == ANYONE or not new[1] or old is None:
             return None                 # a far end by address only: run() walks the port's flows
-        return Tuple(b.remote[0], wan_ip, b.remote[1], b.wan[1], UDP)
+        was = old.remote
+        if was is not None and (was == ANYONE or was[0] == new[0]):
+            return None                 # the gate admitted that host already (by address)
+        return Tuple(new[0], wan_ip, new[1], b.wan[1], UDP)
 
     def defer(self, actions: Iterable[A.Action]) -> None:
         """Remember what these actions make stale, for run()."""

@@ -164,11 +164,26 @@ def test_an_answers_gate_clears_the_far_ends_flow_that_overtook_the_answer():
             gate = Binding((LAN, 7078), (WAN, 6006), "rtp", remote=(FAR, 30006))
             h.clear_the_way([A.Action(A.MOVE, gate, old=Binding((LAN, 7078), (WAN, 6006), "rtp", remote=None))], WAN)
             assert h.deleted == 1 and h.errors == 0 and listed() == ALL
+            # a re-INVITE's answer moves the gate from the far end to another host, which sent first
+            net.send(net.wan, STRANGER, 30008, WAN, 6008)
+            assert (STRANGER, 30008, WAN, 6008) in listed()
+            moved = Binding((LAN, 7082), (WAN, 6008), "rtp", remote=(STRANGER, 30008))
+            h.clear_the_way([A.Action(A.MOVE, moved, old=Binding((LAN, 7082), (WAN, 6008), "rtp",
+                                                                   remote=(FAR, 30000)))], WAN)
+            assert h.deleted == 2 and listed() == ALL
+            # the same host on another port: the gate admitted it already (by address), nothing to clear
+            net.send(net.wan, STRANGER, 30010, WAN, 6010)
+            same = Binding((LAN, 7084), (WAN, 6010), "rtp", remote=(STRANGER, 30012))
+            h.clear_the_way([A.Action(A.MOVE, same, old=Binding((LAN, 7084), (WAN, 6010), "rtp",
+                                                                 remote=(STRANGER, 30010)))], WAN)
+            assert h.deleted == 2 and (STRANGER, 30010, WAN, 6010) in listed()
+            subprocess.run(["conntrack", "-D", "-p", "udp", "--orig-port-dst", "6010"], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL)
             # by address only: after the verdict, a walk of the port's flows
             net.send(net.wan, FAR, 30004, WAN, 6004)
             addr_only = Binding((LAN, 7080), (WAN, 6004), "rtp", remote=(FAR, 0))
             h.defer([A.Action(A.MOVE, addr_only, old=Binding((LAN, 7080), (WAN, 6004), "rtp", remote=None))])
             h.run(WAN)
-            assert h.deleted == 2 and listed() == ALL
+            assert h.deleted == 3 and listed() == ALL
         finally:
             h.close()
