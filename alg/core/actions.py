@@ -65,9 +65,9 @@ def split_at_verdict(actions):
     answer comes back, and the offerer sends no media before it.  Writing these after the
     verdict takes their cost off its latency.  Opens of signalling bindings, of media bindings
     with a far end (the phone may send at once), moves (the answer's sender may send media
-    as soon as it sent the answer, RFC 3264 6) and sends stay before.  A binding that any action kept before also touches keeps all
-    its actions before, in order, so each binding's writes still reach the kernel in the order
-    the engine made them."""
+    as soon as it sent the answer, RFC 3264 6) and sends stay before.  A binding that any
+    action kept before also touches keeps all its actions before, in order, so each
+    binding's writes still reach the kernel in the order the engine made them."""
     touched = set()
     for a in actions:
         if not _may_follow(a) and a.binding is not None:

@@ -269,17 +269,10 @@ class Conntrack:
 
     def by_reply(self, t: Tuple) -> Optional[Flow]:
         """The entry whose reply tuple is t (one hash lookup in the kernel), or None."""
-        return self._get(CTA_TUPLE_REPLY, t)
-
-    def by_orig(self, t: Tuple) -> Optional[Flow]:
-        """The entry whose original tuple is t (one hash lookup in the kernel), or None."""
-        return self._get(CTA_TUPLE_ORIG, t)
-
-    def _get(self, which: int, t: Tuple) -> Optional[Flow]:
         # No ack asked for: the kernel answers a get inside our sendmsg, with the entry or an
         # error (ENOENT: none), so both are queued when it returns and nothing is waited for.
         seq = self.nl.seq()
-        msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(which, t, t.proto), 0, seq)
+        msg = ct_message(IPCTNL_MSG_CT_GET, tuple_attr(CTA_TUPLE_REPLY, t, t.proto), 0, seq)
         replies: List[nl.Message] = []
         err = self.nl.errors(msg, replies).get(seq)
         if err is not None and err.errno != errno.ENOENT:

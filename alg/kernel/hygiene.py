@@ -10,9 +10,10 @@ audio.  So the entries an action makes stale are deleted over ctnetlink
 
   move    a pinhole's admitted far end changed: the old far end's flows go,
           and when anyone was admitted before (media_from 'any'), every flow
-          from anyone but the new far end; when nobody was (an offer's gate
-          meets the answer), the far end's own first packets, which overtook
-          the queued answer and ended at the router, before the answer's verdict
+          from anyone but the new far end; and when the new far end was not
+          admitted (nobody was: an offer's gate meets the answer; or another
+          host was), its own first packets, which overtook the queued answer
+          and ended at the router, before the answer's verdict
   close   the binding's flows, both ways
   readmit who may reach the bindings changed (a reload of inbound_sip or
           sip_peer): the flows to their WAN ports but their own peers'
@@ -104,7 +105,9 @@ class Hygiene:
         the port it named), to delete before the answer reaches the phone; one the gate let in
         is DNATed and is only started afresh."""
         new = b.remote
-        if new is None or new == ANYONE or not new[1] or old is None:
+        if old is None or new is None or new == ANYONE:
+            return None
+        if not new[1]:
             return None                 # a far end by address only: run() walks the port's flows
         was = old.remote
         if was is not None and (was == ANYONE or was[0] == new[0]):
@@ -140,7 +143,7 @@ class Hygiene:
         was = old.remote if old is not None else None
         if was is None:
             if b.remote is not None and b.remote != ANYONE and not b.remote[1]:
-                # admitted by address only: its early flows (see _opened_to) ended at the router
+                # admitted by address only: its early flows (see _overtaken) ended at the router
                 self.deleted += self.ct.delete_flows(orig=Match(src=b.remote[0], dst=wan_ip, dport=b.wan[1]),
                                                      keep=lambda f: f.reply.src == b.lan[0])
             return                                      # nobody was let in before: nothing to undo

@@ -152,10 +152,12 @@ def test_an_answers_gate_clears_the_far_ends_flow_that_overtook_the_answer():
         assert early in listed()
         h = Hygiene(Conntrack())
         try:
-            f = h.ct.by_orig(Tuple(FAR, WAN, 30002, 6002))
-            assert f is not None and f.reply.src == WAN                  # ended at the router
-            assert h.ct.by_orig(Tuple(FAR, WAN, 30000, 6000)).reply.src == LAN     # DNATed
-            assert h.ct.by_orig(Tuple(FAR, WAN, 39999, 6002)) is None
+            def by_orig(src, sport, dport):
+                return h.ct.flows(orig=Match(src=src, sport=sport, dst=WAN, dport=dport))
+            f = by_orig(FAR, 30002, 6002)
+            assert len(f) == 1 and f[0].reply.src == WAN                 # ended at the router
+            assert by_orig(FAR, 30000, 6000)[0].reply.src == LAN         # DNATed
+            assert by_orig(FAR, 39999, 6002) == []
             gate = Binding((LAN, 7078), (WAN, 6002), "rtp", remote=(FAR, 30002))
             was = Binding((LAN, 7078), (WAN, 6002), "rtp", remote=None)
             h.clear_the_way([A.Action(A.MOVE, gate, old=was)], WAN)
