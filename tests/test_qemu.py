@@ -24,6 +24,23 @@ def _make(*args, timeout):
                           stderr=subprocess.STDOUT, text=True, timeout=timeout)
 
 
+def failures(log: str, limit: int = 8000) -> str:
+    """The guest pytest's FAILURES section (the part that says why), else the log's end.
+
+    The durations table at the end of the log would otherwise fill the message CI shows."""
+    start = log.find("= FAILURES =")
+    if start < 0:
+        return log[-limit:]
+    start = log.rfind("\n", 0, start) + 1
+    end = log.find(" slowest ", start)
+    end = log.rfind("\n", start, end) if end > 0 else len(log)
+    summary = log.find("short test summary info")
+    section = log[start:end]
+    if len(section) > limit:                # keep the head (which assert) and the tail (the log lines)
+        section = section[:limit // 2] + "\n[...]\n" + section[-limit // 2:]
+    return section + ("\n" + log[summary:summary + 2000] if summary > 0 else "")
+
+
 def test_x86_64_vm_runs_the_scenarios_against_the_installed_package():
     need(os.geteuid() == 0, "needs root (mmdebstrap, device nodes)")
     need_tools(*TOOLS)
@@ -36,10 +53,25 @@ def test_x86_64_vm_runs_the_scenarios_against_the_installed_package():
     tail = r.stdout[-3000:]
     if os.path.exists(os.path.join(out, "result.log")):
         with open(os.path.join(out, "result.log"), errors="replace") as f:
-            tail = f.read()[-6000:]
+            tail = failures(f.read())
     assert r.returncode == 0, tail
     with open(os.path.join(out, "summary.json")) as f:
         summary = json.load(f)
     assert summary["rc"] == 0 and summary["status"] == 1, summary        # console, 9p and isa-debug-exit agree
     assert "passed" in summary["pytest"] and "failed" not in summary["pytest"], summary
     assert "skipped" not in summary["pytest"] and "error" not in summary["pytest"], summary
+
+
+def test_a_failed_guest_run_shows_why_not_the_durations():
+    log = ("....F.\n=================================== FAILURES ===================================\n"
+           "____ test_x ____\n>       assert got is not None\nE       AssertionError\n"
+           "----- Captured log call -----\ndaemon.info sipalg[675]: stopped\n"
+           "------------------- generated xml file: /mnt/host/junit.xml --------------------\n"
+           "============================== slowest durations ===============================\n"
+           + "47.84s call     tests/qemu/guest_scenarios.py::test_y\n" * 400
+           + "=========================== short test summary info ============================\n"
+           "FAILED tests/qemu/guest_scenarios.py::test_x\n=== 1 failed, 19 passed in 726.31s ===\n")
+    shown = failures(log)
+    assert shown.startswith("=====") and "assert got is not None" in shown and "stopped" in shown
+    assert "47.84s" not in shown and "FAILED tests/qemu/guest_scenarios.py::test_x" in shown
+    assert failures("no section here" * 10, limit=20) == ("no section here" * 10)[-20:]
