@@ -4,13 +4,22 @@ import signal
 import time
 
 from tests.support.lab.netns import PHONES, ROUTER_WAN, SERVER
-from tests.support.lab.peers import SLOW, Alg, Capture, RtpEcho, Sipp, exchange_udp, rtp_send, rtp_send_bg, send_udp, recv_udp, received
+from tests.support.lab.peers import (SLOW, Alg, ArmedSend, Capture, RtpEcho, Sipp, exchange_udp, received, received_at,
+                                     recv_udp, rtp_send, rtp_send_bg, send_udp)
 
 SRV = (SERVER, 5060)
 
 
 def _sip_messages(packets, first_word):
     return [p for p in packets if p[4].startswith(first_word)]
+
+
+def _until(condition, seconds: float) -> None:
+    """Wait until condition() holds (at most SECONDS, dilated like the lab's clock in the VM)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "not within %.1f s" % seconds
+        time.sleep(0.1)
 
 
 def _call(lab, logdir, phone_ns, phone_ip, rtp=6000, duration_ms=2500, name="uac"):
@@ -143,18 +152,21 @@ def test_sigkill_fails_open_and_restart_picks_up(lab, alg, logdir):
     time.sleep(0.3)
     # the BYE comes after the restart, however long a start takes (about 6 s under TCG at SLOW 1)
     uac = _call(lab, logdir, lab.ph1, PHONES[0], duration_ms=14000)
-    time.sleep(1.0)
+    _until(lambda: len(alg.kernel_table()["media2lan"]) == 2, 10.0)     # the 200 crossed: media admitted
     sender = rtp_send_bg(lab, lab.ph1, (PHONES[0], 6000), (SERVER, 20000), 300, 0.02)
     time.sleep(1.0)
-    alg.stop(signal.SIGKILL)
-    t0 = time.monotonic()
     msg = (b"OPTIONS sip:bob@203.0.113.10 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.3:5060;branch=z9hG4bKfo\r\n"
            b"From: <sip:a@10.0.0.3>;tag=1\r\nTo: <sip:bob@203.0.113.10>\r\nCall-ID: fo1\r\nCSeq: 1 OPTIONS\r\n"
            b"Content-Length: 0\r\n\r\n")
-    rx = recv_udp(lab, lab.wan, (SERVER, 5080))        # sipp holds 5060 there
-    send_udp(lab, lab.ph2, (PHONES[1], 5060), (SERVER, 5080), msg)
-    got = received(rx)
-    assert got is not None and got[1] == msg and time.monotonic() - t0 < 2.0     # fail-open, unmodified
+    # receiver and sender start before the kill (seconds each under TCG, where procd respawns
+    # the daemon 5 s after it dies): the datagram goes out the moment the daemon is gone
+    rx = recv_udp(lab, lab.wan, (SERVER, 5080), timeout=30)        # sipp holds 5060 there
+    tx = ArmedSend(lab, lab.ph2, (PHONES[1], 5060), (SERVER, 5080), msg)
+    alg.stop(signal.SIGKILL)
+    sent = tx.fire()
+    got = received_at(rx)
+    # fail-open: through at once (the kernel's clock, not a queue waiting for a listener), unmodified
+    assert got is not None and got[1] == msg and got[2] - sent < 1.0 * SLOW, (got, sent)
     alg.start()
     st = alg.status()
     kinds = sorted(b["kind"] for b in st["bindings"])

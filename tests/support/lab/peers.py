@@ -287,25 +287,55 @@ def exchange_udp(lab: Lab, ns: str, local: tuple, remote: tuple, payload: bytes,
 
 
 def recv_udp(lab: Lab, ns: str, local: tuple, timeout: float = 5.0) -> subprocess.Popen:
-    """Start a one-datagram receiver; .communicate() gives 'ip port\\n' + payload."""
-    code = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));s.settimeout(%f);"
-            "print('ready',file=sys.stderr,flush=True);d,a=s.recvfrom(65535);"
-            "sys.stdout.buffer.write(('%%s %%d\\n'%%a).encode()+d)" % (local[0], local[1], timeout))
+    """Start a one-datagram receiver; .communicate() gives 'ip port time\\n' + payload."""
+    code = ("import socket,sys,time;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));s.settimeout(%f);"
+            "print('ready',file=sys.stderr,flush=True);d,a=s.recvfrom(65535);t=time.time();"
+            "sys.stdout.buffer.write(('%%s %%d %%.6f\\n'%%(a+(t,))).encode()+d)" % (local[0], local[1], timeout))
     p = lab.popen(ns, sys.executable, "-c", code, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    p.recv_timeout = timeout
     p.stderr.readline()
     return p
 
 
 def received(p: subprocess.Popen):
-    out, _ = p.communicate(timeout=15)
+    """recv_udp's datagram: ((ip, port), payload), or None when none came in its time."""
+    got = received_at(p)
+    return got and got[:2]
+
+
+def received_at(p: subprocess.Popen):
+    """recv_udp's datagram and when it came: ((ip, port), payload, time.time()), or None."""
+    out, _ = p.communicate(timeout=p.recv_timeout + 10)
     if not out:
         return None
     head, _, payload = out.partition(b"\n")
-    ip, port = head.decode().split()
-    return (ip, int(port)), payload
+    ip, port, at = head.decode().split()
+    return (ip, int(port)), payload, float(at)
+
+
+class ArmedSend:
+    """A one-datagram sender started ahead (a process start is seconds under TCG), sent by fire().
+
+    For tests where the moment of the send matters: fire() returns the sender's time.time()
+    just before the sendto, for comparing with received_at()'s."""
+
+    def __init__(self, lab: Lab, ns: str, src: tuple, dst: tuple, payload: bytes):
+        code = ("import socket,sys,time;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));"
+                "d=sys.stdin.buffer.read(%d);print('ready',flush=True);sys.stdin.readline();t=time.time();"
+                "s.sendto(d,(%r,%d));print('%%.6f'%%t,flush=True)" % (src[0], src[1], len(payload), dst[0], dst[1]))
+        self.proc = lab.popen(ns, sys.executable, "-c", code, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.proc.stdin.write(payload)
+        self.proc.stdin.flush()
+        assert self.proc.stdout.readline() == b"ready\n"
+
+    def fire(self) -> float:
+        out, _ = self.proc.communicate(b"\n", timeout=30)
+        assert self.proc.returncode == 0, out
+        return float(out)
 
 
 __all__ = ["Alg", "Sipp", "RtpEcho", "Capture", "rtp_send", "rtp_send_bg", "send_udp", "recv_udp", "received",
+           "received_at", "ArmedSend",
            "ROUTER_WAN", "SERVER"]
 
 
