@@ -320,7 +320,9 @@ def test_offloading_incoming_call_after_conntrack_timeout(lab, fw4_offload, alg,
                extra=["-key", "expires", "600"])
     reg.args[reg.args.index("-s") + 1] = "alice"
     assert reg.start().wait() == 0
-    time.sleep(30)                                          # silence: conntrack forgets the phone
+    deadline = time.monotonic() + 40                        # silence: conntrack forgets the phone (15 s)
+    while PHONES[0] in _conntrack_list() and time.monotonic() < deadline:
+        time.sleep(1.0)
     assert PHONES[0] not in _conntrack_list()
     lan = Capture(lab, lab.ph1, "eth0", logdir + "/lan.pcap")
     wan = Capture(lab, lab.wan, "eth0", logdir + "/wan.pcap")

@@ -89,27 +89,22 @@ class Lab:
         try:
             if not self.router_ns:
                 self._remove_router_here()                     # left by a crashed run
-            for ns in self.namespaces:
-                sh(["ip", "netns", "add", ns])
-                self.run(ns, "ip", "link", "set", "lo", "up")
+            # one `ip -batch` per namespace: a process start costs a lot under TCG (the QEMU VM)
+            sh(["ip", "-batch", "-"], input="".join("netns add %s\n" % ns for ns in self.namespaces).encode())
             r = self.rtr
-            in_r = ["netns", r] if self.router_ns else []
-            self.run(r, "ip", "link", "add", "br0", "type", "bridge")
-            self.run(r, "ip", "addr", "add", ROUTER_LAN + "/24", "dev", "br0")
-            self.run(r, "ip", "link", "set", "br0", "up")
-            for i, (ns, ip) in enumerate(((self.ph1, PHONES[0]), (self.ph2, PHONES[1]))):
+            router = ["link set lo up", "link add br0 type bridge", "addr add %s/24 dev br0" % ROUTER_LAN,
+                      "link set br0 up"]
+            for i, ns in enumerate((self.ph1, self.ph2)):
                 port = "lan%d" % i
-                sh(["ip", "link", "add", "eth0", "netns", ns, "type", "veth", "peer", "name", port] + in_r)
-                self.run(r, "ip", "link", "set", port, "master", "br0")
-                self.run(r, "ip", "link", "set", port, "up")
-                self.run(ns, "ip", "addr", "add", ip + "/24", "dev", "eth0")
-                self.run(ns, "ip", "link", "set", "eth0", "up")
-                self.run(ns, "ip", "route", "add", "default", "via", ROUTER_LAN)
-            sh(["ip", "link", "add", "wan0"] + in_r + ["type", "veth", "peer", "name", "eth0", "netns", self.wan])
-            self.run(r, "ip", "addr", "add", ROUTER_WAN + "/24", "dev", "wan0")
-            self.run(r, "ip", "link", "set", "wan0", "up")
-            self.run(self.wan, "ip", "addr", "add", SERVER + "/24", "dev", "eth0")
-            self.run(self.wan, "ip", "link", "set", "eth0", "up")
+                router += ["link add %s type veth peer name eth0 netns %s" % (port, ns),
+                           "link set %s master br0" % port, "link set %s up" % port]
+            router += ["link add wan0 type veth peer name eth0 netns %s" % self.wan,
+                       "addr add %s/24 dev wan0" % ROUTER_WAN, "link set wan0 up"]
+            self.ip_batch(r, router if self.router_ns else router[1:])
+            for ns, ip in ((self.ph1, PHONES[0]), (self.ph2, PHONES[1])):
+                self.ip_batch(ns, ["link set lo up", "addr add %s/24 dev eth0" % ip, "link set eth0 up",
+                                   "route add default via %s" % ROUTER_LAN])
+            self.ip_batch(self.wan, ["link set lo up", "addr add %s/24 dev eth0" % SERVER, "link set eth0 up"])
             self.run(r, "sysctl", "-qw", "net.ipv4.ip_forward=1")
             if self.masquerade:
                 self.nft(r, "table ip lab_nat {\n chain post {\n type nat hook postrouting priority srcnat;"
@@ -139,7 +134,8 @@ class Lab:
                     os.kill(int(pid), 9)
                 except (ProcessLookupError, ValueError):
                     pass
-            sh(["ip", "netns", "del", ns], check=False)
+        sh(["ip", "-force", "-batch", "-"], check=False,
+           input="".join("netns del %s\n" % ns for ns in self.namespaces).encode())
         if not self.router_ns:
             self._remove_router_here()
 
@@ -158,6 +154,10 @@ class Lab:
             timeout: float = 30, **kw) -> subprocess.CompletedProcess:
         return sh((["ip", "netns", "exec", ns] if ns else []) + list(cmd), check=check, input=input,
                   timeout=timeout, **kw)
+
+    def ip_batch(self, ns: str, commands: Sequence[str]) -> None:
+        """`ip` commands in one process, in namespace NS ("": here); the first that fails raises."""
+        sh(["ip"] + (["-n", ns] if ns else []) + ["-batch", "-"], input="".join(c + "\n" for c in commands).encode())
 
     def popen(self, ns: str, *cmd: str, **kw) -> subprocess.Popen:
         return subprocess.Popen((["ip", "netns", "exec", ns] if ns else []) + list(cmd), **kw)
