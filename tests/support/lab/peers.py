@@ -267,9 +267,7 @@ class Capture:
 
 
 def send_udp(lab: Lab, ns: str, src: tuple, dst: tuple, payload: bytes) -> None:
-    code = ("import socket,sys;s=socket.socket(2,2);s.setsockopt(1,2,1);s.bind((%r,%d));"
-            "s.sendto(sys.stdin.buffer.read(),(%r,%d))" % (src[0], src[1], dst[0], dst[1]))
-    lab.run(ns, sys.executable, "-c", code, input=payload)
+    ArmedSend(lab, ns, src, dst, payload).fire()
 
 
 def exchange_udp(lab: Lab, ns: str, local: tuple, remote: tuple, payload: bytes, timeout: float = 3.0):
