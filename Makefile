@@ -14,7 +14,7 @@ test: setup
 # Benchmarks (README, "Benchmarks"): each prints a table and asserts nothing; all but engine_bench
 # need root (network namespaces).  A full run of them all takes about 20 minutes here.
 #   make bench [BENCH="latency callrate"] [QUICK=1] [BENCH_ARGS="--daemon-arg=--flag ..." with one BENCH]
-BENCH ?= engine_bench queue_bench nft_bench nat_compare latency callrate memory flood
+BENCH ?= engine_bench footprint queue_bench nft_bench nat_compare latency callrate memory flood
 bench:
 	@for b in $(BENCH); do echo "== bench/$$b.py $(if $(QUICK),--quick) $(BENCH_ARGS)"; \
 		$(PYTHON) bench/$$b.py $(if $(QUICK),--quick) $(BENCH_ARGS) || exit 1; echo; done

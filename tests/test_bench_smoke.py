@@ -18,6 +18,9 @@ from tests.support.need import require_lab
 # (script and arguments, what its output must show when every part of it ran)
 RUNS = [
     (["engine_bench.py", "--quick"], [r"^INVITE\+SDP out .* msgs/s", r"^REGISTER out .* msgs/s"]),
+    (["footprint.py", "--quick"], [r"^REGISTER new(\s+\d+){3}\s+[\d.]+ µs\s+[\d.]+ µs\s+-?[\d.]+ µs\s+rewritten$",
+                                   r"^200 expires 0 \(in\)(\s+\d+){3}\s+[\d.]+ µs\s+[\d.]+ µs\s+-?[\d.]+ µs\s+\w+$",
+                                   r"^a no-op call after the same idle: [\d.]+ µs$"]),
     (["queue_bench.py", "--quick"], [r"netlink\s+accept", r"netlink\s+rewrite"]),
     (["nft_bench.py", "--quick"], [r"binding\s+delete\s+writer\s+\d+"]),
     (["latency.py", "--quick"], [r"^OPTIONS(\s+[\d.]+ (µs|ms))+\s+[\d.]+×\s+[\d.]+×$",
@@ -38,9 +41,12 @@ RUNS = [
 ]
 
 
+NO_LAB = ("engine_bench.py", "footprint.py")           # the engine alone: no root, no namespaces
+
+
 @pytest.mark.parametrize("argv,shows", RUNS, ids=[r[0][0] + ("-base" if "--base" in r[0] else "") for r in RUNS])
 def test_benchmark_runs(argv, shows):
-    if argv[0] != "engine_bench.py":
+    if argv[0] not in NO_LAB:
         require_lab(extra=("kamailio",))
     r = subprocess.run([sys.executable, os.path.join(ROOT, "bench", argv[0])] + argv[1:], cwd=ROOT,
                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=600)
