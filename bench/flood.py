@@ -54,8 +54,12 @@ from bench.routers import (Router, add_daemon_options, conntrack_drops, daemon_n
                            describe_refusals, queue_state, queued_by_kernel)
 from tests.support.lab.netns import Lab, PHONES, ROUTER_WAN, SERVER               # noqa: E402
 from tests.support.lab.peers import Kamailio, Sipp                                # noqa: E402
+from alg.statusfile import MIN_INTERVAL                                           # noqa: E402
 
 HERE = os.path.abspath(__file__)
+# sipalg's status shows what happened by then once this has passed (it is rewritten at most
+# every MIN_INTERVAL while things change); plain NAT has no status to wait for
+STATUS_SETTLE = MIN_INTERVAL + 0.3
 SINK = "203.0.113.20"                  # where LAN floods go (kamailio keeps SERVER:5060)
 OTHER = "203.0.113.66"                 # a WAN host that is no peer of the phone
 KINDS = ("lan-options", "lan-register", "lan-invite", "wan-options-peer", "wan-invite-peer",
@@ -232,7 +236,8 @@ class FloodLab:
                            json.dumps({"ip": PHONES[0] if inbound else SINK, "inbound": inbound}),
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         sink_p.stdout.readline()
-        time.sleep(1.2)                                 # a status written since start or registration
+        settle = STATUS_SETTLE if router.alg is not None else 0.0
+        time.sleep(settle)                              # a status written since start or registration
         s0 = router.status()
         k0, st0, q0 = queued_by_kernel(lab), s0.get("counters", {}), queue_state(lab) or {}
         st_totals0 = s0.get("totals", {})
@@ -251,7 +256,7 @@ class FloodLab:
         drained = time.monotonic() + 120                # what is still queued gets its verdict first
         while (queue_state(lab) or {}).get("waiting") and time.monotonic() < drained:
             time.sleep(0.2)
-        time.sleep(1.5)                                 # the last packets cross, the status is written
+        time.sleep(max(0.3, settle))                    # the last packets cross, the status is written
         q1 = queue_state(lab) or {}
         sampler.stopped.set()
         sampler.join()
