@@ -14,8 +14,8 @@ Scenarios:
              each SDP names the port its RTP comes from (a server that isn't symmetric needs it)
   odd-sip    the server answers with a terse but parseable response (no From/To/CSeq);
              it must reach the phone (helpers that drop what they can't parse lose it)
-  incoming   phones register, conntrack UDP timeouts 5/5 s, 12 s of silence, then
-             the server calls each; the right phone answers
+  incoming   phones register, conntrack UDP timeouts 5/5 s, silence until conntrack forgot
+             them (at most 12 s), then the server calls each; the right phone answers
 Measured:   SIP round trip through the router (OPTIONS -> 200, median / p99),
             RTP packets the daemon saw (sipalg only; must be 0), daemon RSS.
 """
@@ -95,7 +95,12 @@ def incoming(lab, logdir):
         reg.args[reg.args.index("-s") + 1] = user
         if reg.start().wait() != 0:
             return False
-    time.sleep(12)
+    deadline = time.monotonic() + 12                # silence until conntrack forgot both phones
+    while time.monotonic() < deadline:
+        ct = lab.run(lab.rtr, "conntrack", "-L", "-p", "udp", check=False).stdout.decode()
+        if PHONES[0] not in ct and PHONES[1] not in ct:
+            break
+        time.sleep(0.5)
     ok = True
     for ns, ip, user, port in ((lab.ph1, PHONES[0], "alice", 5070), (lab.ph2, PHONES[1], "bob", 5072)):
         uas = Sipp(lab, ns, "uas.xml", ip, logdir, name="in-" + user, extra=["-timeout", "8s"])
