@@ -6,7 +6,7 @@ The lab's latency figures (bench/latency.py) are set by how cold the daemon is w
 datagram arrives, not by its work warm: on this machine's VM a no-op call right after
 2 ms of idle takes several microseconds.  Cold time then grows with the code a message
 touches, roughly with its distinct functions, which is what this prints beside it.
-The messages are the latency run's (bench/sipmsg.py, the same order: OPTIONS; a
+The messages are the latency run's (bench/sipmsg.py round_message, the same order: OPTIONS; a
 REGISTER, its refresh and its un-REGISTER; INVITE with SDP, ACK, BYE; each request's
 200 coming back), through the engine alone (no queue, no kernel):
 
@@ -44,27 +44,6 @@ STEPS = (("options", "OPTIONS", "200 OPTIONS (in)"),
          ("unregister", "REGISTER expires 0", "200 expires 0 (in)"))
 
 
-def request(step: str, r: int, to_tag) -> tuple:
-    """(source, datagram) of one step of round r, as bench/latency.py's phone writes it."""
-    port = 10000 + 2 * (r % 10000)
-    user = "u%d" % r
-    server = "sip:uas@%s:%d" % SERVER
-    if step == "options":
-        return (PHONE_IP, 5060), sipmsg.request("OPTIONS", server, (PHONE_IP, 5060), "o%d" % r, "opt-%d" % r, 1)
-    if step in ("register", "refresh", "unregister"):
-        n = {"register": 1, "refresh": 2, "unregister": 3}[step]
-        msg = sipmsg.request("REGISTER", "sip:%s" % SERVER[0], (PHONE_IP, port), "r%d.%d" % (r, n), "reg-%d" % r, n,
-                             user=user, to_uri="sip:%s@%s" % (user, SERVER[0]), from_tag="f%d" % r,
-                             expires=0 if step == "unregister" else 3600)
-    elif step == "invite":
-        msg = sipmsg.request("INVITE", server, (PHONE_IP, port), "i%d" % r, "call-%d" % r, 1, user=user,
-                             from_tag="f%d" % r, body=sipmsg.sdp(PHONE_IP, 40000 + 2 * (r % 10000)))
-    else:
-        msg = sipmsg.request(step.upper(), server, (PHONE_IP, port), "%s%d" % (step, r), "call-%d" % r,
-                             1 if step == "ack" else 2, user=user, to_uri=server, from_tag="f%d" % r, to_tag=to_tag)
-    return (PHONE_IP, port), msg
-
-
 class Profile:
     """Python calls, distinct functions (file:name) and C calls of what runs inside it."""
 
@@ -94,7 +73,8 @@ def one_round(e: Engine, r: int, now: float, on_message) -> None:
     e.expire(now)
     tag = None
     for step, label, answer_label in STEPS:
-        src, msg = request(step, r, tag)
+        port, msg = sipmsg.round_message(step, r, PHONE_IP, SERVER, tag)
+        src = (PHONE_IP, port)
         res = on_message(label, lambda: e.handle(OUT, src, SERVER, msg, now))
         if answer_label is None:
             continue
@@ -109,7 +89,8 @@ def one_round(e: Engine, r: int, now: float, on_message) -> None:
 
 
 def measure(rounds: int, gap: float) -> dict:
-    """label -> {calls, distinct, c_calls, warm, cold, top}; the profile from one round, times medians."""
+    """label -> {calls, distinct, c_calls, status, modules, warm, cold}: the profile of one round, the
+    times of every other (their medians are printed)."""
     # one phone holds every round's state: the per-host caps raised as the latency run's --config does
     cfg = Config(wan_ip=WAN_IP, lan_nets=["10.0.0.0/24"], **{k: 65535 for k in RAISED})
     out = {label: {"warm": [], "cold": []} for _s, *labels in STEPS for label in labels if label}
@@ -160,7 +141,8 @@ def _median(xs):
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--rounds", type=int, default=300, help="rounds of the latency run's messages (half warm, half cold)")
+    ap.add_argument("--rounds", type=int, default=300,
+                    help="rounds of the latency run's messages (half warm, half cold)")
     ap.add_argument("--gap-ms", type=float, default=2.0, help="idle before each cold message (ms), as latency.py's")
     ap.add_argument("--quick", action="store_true", help="20 rounds: a smoke run, not a measurement")
     args = ap.parse_args(argv)

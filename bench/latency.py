@@ -71,32 +71,15 @@ def phone(ip: str) -> None:
     steady.bind((ip, 5060))
     cur = None
     tag = None
-    server = "sip:uas@%s:%d" % SERVER_SIP
     for line in sys.stdin:
         step, r = line.split()
         r = int(r)
-        port = 10000 + 2 * (r % 10000)
-        user = "u%d" % r
-        aor = "sip:%s@%s" % (user, SERVER_SIP[0])
+        port, msg = sipmsg.round_message(step, r, ip, SERVER_SIP, tag)
         if step == "register":
             cur = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             cur.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             cur.bind((ip, port))
         sock = steady if step == "options" else cur
-        if step == "options":
-            msg = sipmsg.request("OPTIONS", server, (ip, 5060), "o%d" % r, "opt-%d" % r, 1)
-        elif step in ("register", "refresh", "unregister"):
-            n = {"register": 1, "refresh": 2, "unregister": 3}[step]
-            msg = sipmsg.request("REGISTER", "sip:%s" % SERVER_SIP[0], (ip, port), "r%d.%d" % (r, n),
-                                 "reg-%d" % r, n, user=user, to_uri=aor, from_tag="f%d" % r,
-                                 expires=0 if step == "unregister" else 3600)
-        elif step == "invite":
-            msg = sipmsg.request("INVITE", server, (ip, port), "i%d" % r, "call-%d" % r, 1, user=user,
-                                 from_tag="f%d" % r, body=sipmsg.sdp(ip, 40000 + 2 * (r % 10000)))
-        else:                       # ack, bye: in the dialog the 200 set up
-            n = 1 if step == "ack" else 2
-            msg = sipmsg.request(step.upper(), "sip:uas@%s:%d" % SERVER_SIP, (ip, port), "%s%d" % (step, r),
-                                 "call-%d" % r, n, user=user, to_uri=server, from_tag="f%d" % r, to_tag=tag)
         want = sipmsg.key(msg)
         sock.sendto(msg, SERVER_SIP)
         ok = step == "ack"

@@ -43,6 +43,30 @@ def request(method: str, ruri: str, local: Tuple[str, int], branch: str, call_id
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
+def round_message(step: str, r: int, ip: str, server: Tuple[str, int],
+                  to_tag: Optional[str] = None) -> Tuple[int, bytes]:
+    """The latency run's round r, one step of it (options, register, refresh, unregister, invite,
+    ack, bye) from the phone at ip: (its source port, the datagram).  Round r's phone lives on
+    port 10000 + 2r (OPTIONS from 5060); ack and bye go in the dialog whose To tag is to_tag."""
+    port = 10000 + 2 * (r % 10000)
+    user = "u%d" % r
+    uas = "sip:uas@%s:%d" % server
+    if step == "options":
+        return 5060, request("OPTIONS", uas, (ip, 5060), "o%d" % r, "opt-%d" % r, 1)
+    if step in ("register", "refresh", "unregister"):
+        n = {"register": 1, "refresh": 2, "unregister": 3}[step]
+        return port, request("REGISTER", "sip:%s" % server[0], (ip, port), "r%d.%d" % (r, n), "reg-%d" % r, n,
+                             user=user, to_uri="sip:%s@%s" % (user, server[0]), from_tag="f%d" % r,
+                             expires=0 if step == "unregister" else 3600)
+    if step == "invite":
+        return port, request("INVITE", uas, (ip, port), "i%d" % r, "call-%d" % r, 1, user=user, from_tag="f%d" % r,
+                             body=sdp(ip, 40000 + 2 * (r % 10000)))
+    if step in ("ack", "bye"):
+        return port, request(step.upper(), uas, (ip, port), "%s%d" % (step, r), "call-%d" % r,
+                             1 if step == "ack" else 2, user=user, to_uri=uas, from_tag="f%d" % r, to_tag=to_tag)
+    raise ValueError("no such step %r" % step)
+
+
 def parse(data: bytes) -> Tuple[bytes, Dict[bytes, bytes], bytes]:
     """(start line, {lower-case header name: first value}, body); compact names spelled out."""
     head, _, body = data.partition(b"\r\n\r\n")
